@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian/Ubuntu machine and run the whole suite.
+#   scripts/test.sh                 # everything
+#   scripts/test.sh tests/test_x.py # pytest arguments pass through
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VMEMU_VENV:-.venv}
+
+need_apt=()
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so' || need_apt+=(libfuse3-3)
+command -v sysctl >/dev/null 2>&1 || need_apt+=(procps)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: need the packages ${need_apt[*]}; run as root or install them first" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || echo "test.sh: warning: /dev/fuse is missing; FUSE tests will fail" >&2
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV/bin/pip" install -q -e '.[test]'
+
+set +e
+"$VENV/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "test.sh: pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,208 @@
+"""Virtual time: CPUs with their own timelines, shared resources, and the
+event loop that runs emulated tasks concurrently.
+
+Every CPU has ``time``, the virtual nanosecond up to which it has executed.
+An operation on a CPU advances that CPU's time by its cost and accounts it as
+user or system time.  Tasks are generators: each ``yield`` ends one step, and
+the scheduler always resumes the task whose CPU is furthest behind, so steps
+of different CPUs interleave in virtual-time order.  Shared resources
+(a spinlock, a node's memory bus) are reservation calendars: a CPU that
+arrives while the resource is held waits (spins) until it is free.
+
+Nothing here looks at the host clock: the same operations give the same
+times, byte for byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+from typing import Generator, Iterable
+
+NSEC_PER_SEC = 1_000_000_000
+USER_HZ = 100
+
+
+class CPU:
+    """One emulated CPU: its timeline and its cpustat accounting (ns)."""
+
+    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "busy", "name")
+
+    def __init__(self, cpu_id: int, node: int):
+        self.id = cpu_id
+        self.node = node
+        self.time = 0          # virtual ns up to which this CPU has executed
+        self.user_ns = 0
+        self.system_ns = 0
+        self.busy = False      # a task is bound to it right now
+        self.name = f"cpu{cpu_id}"
+
+    def sys(self, ns: int) -> None:
+        """Spend ns of kernel time on this CPU."""
+        self.time += ns
+        self.system_ns += ns
+
+    def user(self, ns: int) -> None:
+        self.time += ns
+        self.user_ns += ns
+
+    def catch_up(self, now: int) -> None:
+        """An idle CPU starting work at ``now`` skips the idle gap."""
+        if self.time < now:
+            self.time = now
+
+
+class Timeline:
+    """Shared by everything of one machine that keeps reservations.
+
+    ``horizon`` is a lower bound on the time of every future request: the
+    scheduler raises it to the time of the step it is about to run (the
+    earliest of all runnable CPUs).  Reservations that ended before it can
+    never matter again and are pruned."""
+
+    __slots__ = ("horizon", "running", "next_tick", "on_tick")
+
+    def __init__(self):
+        self.horizon = 0
+        self.running = False     # inside sched.run; outside it calls arrive in time order
+        self.next_tick = 1 << 62  # when on_tick(t) is next due (the load-average sample)
+        self.on_tick = None
+
+    def prune_before(self, t: int) -> int:
+        """The time before which reservations may be forgotten, for a request at t."""
+        return self.horizon if self.running else t
+
+
+class SpinLock:
+    """A spinlock as a reservation calendar.
+
+    Scheduler steps are not infinitely fine, so a CPU may ask for the lock at
+    a virtual time earlier than a hold another CPU has already booked.  The
+    lock therefore keeps the booked holds (disjoint intervals) and gives the
+    requester the first gap at or after its arrival that fits its hold: it
+    spins (system time) until then.  With requests in time order this is
+    exactly a FIFO spinlock."""
+
+    __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns")
+
+    def __init__(self, name: str, timeline: Timeline | None = None):
+        self.name = name
+        self.timeline = timeline or Timeline()
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self.acquired = 0
+        self.contended = 0
+        self.wait_ns = 0
+
+    def hold(self, cpu: CPU, hold_ns: int) -> None:
+        """Acquire, hold for hold_ns, release; all charged to cpu as system time."""
+        starts, ends = self._starts, self._ends
+        t = cpu.time
+        if len(ends) > 64:
+            k = bisect_right(ends, self.timeline.prune_before(t))
+            if k:
+                del starts[:k], ends[:k]
+        i = bisect_right(ends, t)
+        begin = t
+        n = len(starts)
+        while i < n and starts[i] < begin + hold_ns:
+            if ends[i] > begin:
+                begin = ends[i]
+            i += 1
+        starts.insert(i, begin)
+        ends.insert(i, begin + hold_ns)
+        if begin > t:
+            self.contended += 1
+            self.wait_ns += begin - t
+        end = begin + hold_ns
+        cpu.system_ns += end - t
+        cpu.time = end
+        self.acquired += 1
+
+    @property
+    def free_at(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+
+class MemoryBus:
+    """A node's memory bandwidth, shared by every agent that clears memory
+    (CPUs and the BTE).  An agent alone moves bytes at its own rate; when k
+    other transfers are in flight at the moment one starts, it gets at most
+    1/(k+1) of the bus (``bytes_per_ns`` in all).  A transfer's rate is fixed
+    when it starts: a deterministic approximation of processor sharing."""
+
+    __slots__ = ("bytes_per_ns", "timeline", "_active", "bytes", "busy_ns", "shared")
+
+    def __init__(self, bytes_per_ns: float, timeline: Timeline | None = None):
+        self.bytes_per_ns = bytes_per_ns
+        self.timeline = timeline or Timeline()
+        self._active: list[tuple[int, int]] = []   # (start, end) of transfers booked
+        self.bytes = 0
+        self.busy_ns = 0
+        self.shared = 0          # transfers that started while others were in flight
+
+    def transfer(self, start: int, nbytes: int, max_rate: float) -> int:
+        """Move nbytes starting at ``start`` at up to max_rate; return the end time."""
+        active = self._active
+        if len(active) > 32:
+            horizon = self.timeline.prune_before(start)
+            active = self._active = [iv for iv in active if iv[1] > horizon]
+        others = 0
+        for s, e in active:
+            if s <= start < e:
+                others += 1
+        rate = max_rate
+        if others:
+            self.shared += 1
+            share = self.bytes_per_ns / (others + 1)
+            if share < rate:
+                rate = share
+        elif self.bytes_per_ns < rate:
+            rate = self.bytes_per_ns
+        end = start + int(nbytes / rate + 0.5)
+        active.append((start, end))
+        self.bytes += nbytes
+        self.busy_ns += end - start
+        return end
+
+
+Task = Generator[None, None, None]
+
+
+def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None) -> int:
+    """Run tasks to completion, each bound to its CPU, in virtual-time order.
+
+    Each task is a generator whose every ``yield`` ends a step; the task of
+    the CPU furthest behind runs next (ties broken by start order, so the
+    result is deterministic).  Returns the virtual time at which the last
+    task finished."""
+    heap = []
+    for seq, (cpu, task) in enumerate(steps):
+        heap.append((cpu.time, seq, cpu, task))
+    heapq.heapify(heap)
+    last = 0
+    if timeline is not None:
+        outer, timeline.running = timeline.running, True
+    try:
+        last = _run_heap(heap, timeline)
+    finally:
+        if timeline is not None:
+            timeline.running = outer
+    return last
+
+
+def _run_heap(heap, timeline) -> int:
+    last = 0
+    while heap:
+        t, seq, cpu, task = heapq.heappop(heap)
+        if timeline is not None:
+            timeline.horizon = t
+            if t >= timeline.next_tick:
+                timeline.on_tick(t)
+        try:
+            next(task)
+        except StopIteration:
+            last = max(last, cpu.time)
+            continue
+        heapq.heappush(heap, (cpu.time, seq, cpu, task))
+    return last

@@ -1,0 +1,109 @@
+"""Host memory behind the emulated page frames.
+
+``RealMemory`` backs each node with an anonymous mmap arena: clearing a
+block is one memset over it, freed pages are poisoned, and a page handed out
+as zeroed can be checked byte by byte.  ``NoMemory`` keeps only metadata, for
+machines larger than the host: clearing is accounted, not performed, and
+nothing can be verified.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
+_VERIFY_CHUNK = 1 << 20     # compare against a 1 MiB zero buffer at a time
+_ZEROS = ctypes.create_string_buffer(_VERIFY_CHUNK)
+_ZEROS_ADDR = ctypes.addressof(_ZEROS)
+_memcmp = ctypes.CDLL(None).memcmp
+_memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_memcmp.restype = ctypes.c_int
+
+
+class NoMemory:
+    """Metadata-only backing."""
+
+    real = False
+
+    def clear(self, pfn: int, npages: int) -> None:
+        pass
+
+    def poison(self, pfn: int, npages: int) -> None:
+        pass
+
+    def is_zero(self, pfn: int, npages: int) -> bool:
+        return True
+
+    def fill(self, pfn: int, npages: int, byte: int) -> None:
+        pass
+
+    def touch(self, pfn: int, offset: int, byte: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RealMemory:
+    """One mmap arena per node; pfns map to offsets within their node's arena."""
+
+    real = True
+
+    def __init__(self, page_size: int, node_spans: list[tuple[int, int]]):
+        """node_spans: (start_pfn, pages) of each node, in pfn order."""
+        self.page_size = page_size
+        self._arenas = []       # (start_pfn, end_pfn, mmap, base address)
+        for start, pages in node_spans:
+            arena = mmap.mmap(-1, pages * page_size,
+                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
+            base = ctypes.addressof(ctypes.c_char.from_buffer(arena))
+            self._arenas.append((start, start + pages, arena, base))
+        self._last = self._arenas[0]
+
+    def _addr(self, pfn: int, npages: int) -> tuple[int, int]:
+        start, end, _arena, base = self._last
+        if start <= pfn and pfn + npages <= end:
+            return base + (pfn - start) * self.page_size, npages * self.page_size
+        for arena in self._arenas:
+            start, end, _arena, base = arena
+            self._last = arena
+            if start <= pfn and pfn + npages <= end:
+                return base + (pfn - start) * self.page_size, npages * self.page_size
+        raise ValueError(f"pfn range {pfn}+{npages} is not inside one node's memory")
+
+    def clear(self, pfn: int, npages: int) -> None:
+        """One memset for the whole block (clear_page / zero_page(page, order))."""
+        addr, size = self._addr(pfn, npages)
+        ctypes.memset(addr, 0, size)
+
+    def poison(self, pfn: int, npages: int) -> None:
+        addr, size = self._addr(pfn, npages)
+        ctypes.memset(addr, PAGE_POISON, size)
+
+    def fill(self, pfn: int, npages: int, byte: int) -> None:
+        addr, size = self._addr(pfn, npages)
+        ctypes.memset(addr, byte, size)
+
+    def touch(self, pfn: int, offset: int, byte: int) -> None:
+        """A user store of one byte into a page (what pft's touch loop does)."""
+        addr, _ = self._addr(pfn, 1)
+        ctypes.memset(addr + offset, byte, 1)
+
+    def is_zero(self, pfn: int, npages: int) -> bool:
+        addr, size = self._addr(pfn, npages)
+        done = 0
+        while done < size:
+            n = min(_VERIFY_CHUNK, size - done)
+            if _memcmp(addr + done, _ZEROS_ADDR, n):
+                return False
+            done += n
+        return True
+
+    def read(self, pfn: int, npages: int) -> bytes:
+        addr, size = self._addr(pfn, npages)
+        return ctypes.string_at(addr, size)
+
+    def close(self) -> None:
+        # The ctypes exports pin the mmaps; dropping our references lets them go.
+        self._arenas = []

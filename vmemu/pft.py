@@ -1,0 +1,146 @@
+"""pft, the page fault test of the seed, run on the emulated machine.
+
+A job is ``rep`` repetitions of: a fresh task whose ``threads`` threads, each
+on its own CPU, fault their share of ``bytes`` of anonymous memory, touching
+``cachelines`` lines of every page; then the task exits and frees it all.
+CPU times are the task's (user and system of its threads and its exit);
+wall time is virtual time from the job's start to its end.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import asdict, dataclass
+
+from .kernel import sched
+from .kernel.sched import NSEC_PER_SEC
+from .mm.fault import FaultPath, MMStruct
+
+TITLE_2004 = " Gb Rep Threads   User      System     Wall flt/cpu/s fault/wsec"
+TITLE_2006 = " Gb Rep Thr CLine  User      System   Wall  flt/cpu/s fault/wsec"
+CSV_HEADER = "gb,rep,threads,cachelines,user_s,system_s,wall_s,flt_cpu_s,fault_wsec"
+
+
+class JobError(OSError):
+    """A job that could not run; errno is EINVAL (bad parameters) or ENOMEM."""
+
+
+@dataclass
+class JobResult:
+    bytes: int
+    rep: int
+    threads: int
+    cachelines: int
+    pages: int
+    user_ns: int
+    system_ns: int
+    wall_ns: int
+
+    @property
+    def gb(self) -> int:
+        return self.bytes >> 30
+
+    @property
+    def flt_cpu_s(self) -> float:
+        cpu = self.user_ns + self.system_ns
+        return self.pages * NSEC_PER_SEC / cpu if cpu else 0.0
+
+    @property
+    def fault_wsec(self) -> float:
+        return self.pages * NSEC_PER_SEC / self.wall_ns if self.wall_ns else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(gb=self.gb, user_s=self.user_ns / 1e9, system_s=self.system_ns / 1e9,
+                 wall_s=self.wall_ns / 1e9, flt_cpu_s=self.flt_cpu_s, fault_wsec=self.fault_wsec)
+        return d
+
+
+def _secs(ns: int) -> tuple[int, int]:
+    ms = (ns + 500_000) // 1_000_000
+    return ms // 1000, ms % 1000
+
+
+def format_2004(r: JobResult) -> str:
+    """The seed's row layout, with correct values (the original printed the
+    wall time's centiseconds in a 3-digit field; this prints milliseconds)."""
+    us, ums = _secs(r.user_ns)
+    ss, sms = _secs(r.system_ns)
+    ws, wms = _secs(r.wall_ns)
+    return (f"{r.gb:3d}{r.rep:3d}{r.threads:4d}{us:4d}.{ums:03d}s{ss:7d}.{sms:03d}s"
+            f"{ws:4d}.{wms:03d}s{r.flt_cpu_s:10.3f} {r.fault_wsec:10.3f}")
+
+
+def format_2006(r: JobResult) -> str:
+    def hs(ns):
+        cs = (ns + 5_000_000) // 10_000_000
+        return cs // 100, cs % 100
+    (u, uc), (s, sc), (w, wc) = hs(r.user_ns), hs(r.system_ns), hs(r.wall_ns)
+    return (f"{r.gb:3d}{r.rep:4d}{r.threads:4d}{r.cachelines:6d}{u:4d}.{uc:02d}s{s:7d}.{sc:02d}s"
+            f"{w:4d}.{wc:02d}s{r.flt_cpu_s:11.3f} {r.fault_wsec:10.3f}")
+
+
+def format_csv(r: JobResult) -> str:
+    return (f"{r.gb},{r.rep},{r.threads},{r.cachelines},{r.user_ns / 1e9:.3f},{r.system_ns / 1e9:.3f},"
+            f"{r.wall_ns / 1e9:.3f},{r.flt_cpu_s:.3f},{r.fault_wsec:.3f}")
+
+
+def check_job(machine, nbytes: int, threads: int, rep: int, cachelines: int) -> None:
+    """EINVAL for parameters the job cannot run with."""
+    def bad(msg):
+        raise JobError(errno.EINVAL, msg)
+    for name, value in (("bytes", nbytes), ("threads", threads), ("rep", rep)):
+        if not isinstance(value, int) or value <= 0:
+            bad(f"{name} must be a positive integer, got {value!r}")
+    if threads > len(machine.cpus):
+        bad(f"threads={threads} but the machine has {len(machine.cpus)} CPUs")
+    lines = machine.page_size // machine.cache_line
+    if not 0 <= cachelines <= lines:
+        bad(f"cachelines must be in 0..{lines} (a {machine.page_size}-byte page has {lines} lines)")
+    if nbytes // machine.page_size < threads:
+        bad(f"bytes={nbytes} is less than one page per thread")
+
+
+def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, failed: list):
+    do_fault = fault.do_anonymous_page
+    for _ in range(npages):
+        if do_fault(cpu, mm, cachelines) is None:
+            failed.append(cpu.id)
+            return
+        yield
+
+
+def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1) -> JobResult:
+    """Run a pft job on ``machine`` in virtual time and return its row."""
+    check_job(machine, nbytes, threads, rep, cachelines)
+    fault = FaultPath(machine.alloc, machine.cost, machine.cache_line)
+    pages_per_rep = nbytes // machine.page_size
+    per_thread = [pages_per_rep // threads + (1 if t < pages_per_rep % threads else 0)
+                  for t in range(threads)]
+    cpus = machine.cpus[:threads]
+    before = [(c.user_ns, c.system_ns) for c in cpus]
+    start = machine.now
+    for _ in range(rep):
+        mm = MMStruct("pft", machine.timeline)
+        for cpu in cpus:
+            cpu.catch_up(machine.now)
+            cpu.busy = True
+        failed: list[int] = []
+        threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed))
+                           for cpu, n in zip(cpus, per_thread)]
+        try:
+            end = sched.run(threads_of_task, machine.timeline)
+        finally:
+            for cpu in cpus:
+                cpu.busy = False
+        leader = cpus[0]
+        leader.time = max(leader.time, end)
+        fault.exit_mmap(leader, mm)
+        machine.now = max(machine.now, leader.time)
+        if failed:
+            raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "
+                                         f"on {machine.profile.name}; every page of the job was freed")
+    user = sum(c.user_ns - b[0] for c, b in zip(cpus, before))
+    system = sum(c.system_ns - b[1] for c, b in zip(cpus, before))
+    return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system,
+                     machine.now - start)
