@@ -8,10 +8,12 @@ import math
 import random
 
 from .kernel.loadavg import LoadAvg
-from .kernel.sched import CPU, MemoryBus, Timeline
+from .kernel.sched import CPU, EventQueue, MemoryBus, Timeline
 from .mm.memory import NoMemory, RealMemory
 from .mm.mmzone import NOT_ZEROED, PS_FREE, PS_PCP, PS_TAIL, ZEROED, Node, Zone
+from .arch.sn.bte import BteZeroDriver
 from .mm.page_alloc import PageAllocator, free_one_page
+from .mm.scrubd import POLICIES, POLICY_ORDER, Scrub
 from .mm.vmstat import sum_stats
 from .profiles import Profile, load_profile, zone_layout
 
@@ -61,6 +63,25 @@ class Machine:
         # /proc/sys/vm: the prezeroing sysctls with the seed's defaults (scrubd off).
         self.sysctl = {"scrub_start": self.max_order, "scrub_stop": 2, "scrub_load": 999}
         self.boot_wall_time = 0      # host epoch seconds of boot, set by the daemon (btime)
+        # scrubd and the zero drivers
+        self.events = EventQueue(self.timeline)
+        self.scrub_policy = POLICY_ORDER
+        self.zero_drivers: list = []          # newest registered first
+        self.scrub = Scrub(self)
+        self.alloc.on_coalesce = self.scrub.on_coalesce
+        self.bte = None
+        if profile.bte["engines_per_node"] > 0:
+            self.bte = BteZeroDriver(self, seed)
+            self.register_zero_driver(self.bte)
+
+    def register_zero_driver(self, driver) -> None:
+        """register_zero_driver: at the head of the list, so it is tried first."""
+        self.zero_drivers.insert(0, driver)
+
+    def set_scrub_policy(self, policy: str) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown scrub policy {policy!r}: one of {', '.join(POLICIES)}")
+        self.scrub_policy = policy
 
     def _build_nodes(self, layout: list[tuple[str, int]], nr_nodes: int, cpus_per_node: int) -> None:
         node_pages = sum(pages for _, pages in layout)
@@ -99,20 +120,45 @@ class Machine:
         self.timeline.next_tick = self.loadavg.next_sample
 
     def advance(self, ns: int) -> None:
-        """Let ``ns`` of virtual time pass with no user task running (idle CPUs
-        stay idle; background daemons get to run)."""
+        """Let ``ns`` of virtual time pass with no user task running: kernel
+        daemons and devices run their events due by then, on idle CPUs."""
         if ns < 0:
             raise ValueError("time does not run backwards")
         target = self.now + ns
+        self.events.run_until(target)
         self.loadavg.sample_until(target, self.nr_running())
         self.timeline.next_tick = self.loadavg.next_sample
+        self.timeline.horizon = max(self.timeline.horizon, target)
         self.now = target
+
+    def run_until_idle(self, limit_ns: int = 3600 * 10**9) -> int:
+        """Advance until no daemon has work left (or limit_ns passes); returns ns advanced."""
+        start = self.now
+        while self.scrub.busy() and self.now - start < limit_ns:
+            nxt = self.events.next_time()
+            step = max(1, min(nxt - self.now, limit_ns - (self.now - start))) if nxt < (1 << 62) else 10**9
+            self.advance(step)
+        return self.now - start
+
+    def claim_cpus(self, cpus: list[CPU], owner) -> None:
+        """A user task takes these CPUs (a daemon running on one finishes its
+        current block first: 2.6 kernels do not preempt kernel code)."""
+        for cpu in cpus:
+            cpu.owner = owner
+            cpu.catch_up(self.now)
+
+    def release_cpus(self, cpus: list[CPU], t: int) -> None:
+        for cpu in cpus:
+            cpu.owner = None
+        self.scrub.cpus_released(t)
 
     def set_sysctl(self, name: str, value: int) -> None:
         """A successful write to /proc/sys/vm/<name> (already parsed)."""
         if name not in self.sysctl:
             raise KeyError(name)
         self.sysctl[name] = value
+        if name == "scrub_start":
+            self.scrub.scrub_start_written(max(self.now, self.timeline.horizon))
 
     def idle_ns(self, cpu: CPU) -> int:
         """cpustat idle: time the CPU was neither in user nor system mode."""

@@ -110,6 +110,14 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, f
         yield
 
 
+def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
+    """Task exit in steps of ``chunk`` pages, so daemons woken by the frees
+    run concurrently in virtual time."""
+    while mm.pages:
+        fault.exit_mmap(cpu, mm, chunk)
+        yield
+
+
 def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1) -> JobResult:
     """Run a pft job on ``machine`` in virtual time and return its row."""
     check_job(machine, nbytes, threads, rep, cachelines)
@@ -122,20 +130,19 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     start = machine.now
     for _ in range(rep):
         mm = MMStruct("pft", machine.timeline)
-        for cpu in cpus:
-            cpu.catch_up(machine.now)
-            cpu.busy = True
+        machine.claim_cpus(cpus, mm)
         failed: list[int] = []
         threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed))
                            for cpu, n in zip(cpus, per_thread)]
-        try:
-            end = sched.run(threads_of_task, machine.timeline)
-        finally:
-            for cpu in cpus:
-                cpu.busy = False
         leader = cpus[0]
-        leader.time = max(leader.time, end)
-        fault.exit_mmap(leader, mm)
+        try:
+            end = sched.run(threads_of_task, machine.timeline, machine.events)
+            # the other threads are gone; the leader exits and frees everything
+            machine.release_cpus(cpus[1:], end)
+            leader.time = max(leader.time, end)
+            sched.run([(leader, _exit(fault, leader, mm))], machine.timeline, machine.events)
+        finally:
+            machine.release_cpus(cpus, leader.time)
         machine.now = max(machine.now, leader.time)
         if failed:
             raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "

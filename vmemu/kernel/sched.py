@@ -26,7 +26,7 @@ USER_HZ = 100
 class CPU:
     """One emulated CPU: its timeline and its cpustat accounting (ns)."""
 
-    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "busy", "name")
+    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "owner", "name")
 
     def __init__(self, cpu_id: int, node: int):
         self.id = cpu_id
@@ -34,7 +34,7 @@ class CPU:
         self.time = 0          # virtual ns up to which this CPU has executed
         self.user_ns = 0
         self.system_ns = 0
-        self.busy = False      # a task is bound to it right now
+        self.owner = None      # the task or kernel thread running on it, None when idle
         self.name = f"cpu{cpu_id}"
 
     def sys(self, ns: int) -> None:
@@ -45,6 +45,10 @@ class CPU:
     def user(self, ns: int) -> None:
         self.time += ns
         self.user_ns += ns
+
+    @property
+    def busy(self) -> bool:
+        return self.owner is not None
 
     def catch_up(self, now: int) -> None:
         """An idle CPU starting work at ``now`` skips the idle gap."""
@@ -167,15 +171,62 @@ class MemoryBus:
 
 
 Task = Generator[None, None, None]
+NEVER = 1 << 62
 
 
-def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None) -> int:
+class EventQueue:
+    """Timed callbacks in virtual time: kernel daemons' steps, BTE completions.
+    Ordered by (time, sequence), so equal times run in scheduling order."""
+
+    __slots__ = ("_heap", "_seq", "timeline")
+
+    def __init__(self, timeline: Timeline):
+        self._heap: list = []
+        self._seq = 0
+        self.timeline = timeline
+
+    def schedule(self, t: int, fn, *args) -> None:
+        """Call fn(t, *args) at virtual time t."""
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, fn, args))
+
+    def next_time(self) -> int:
+        return self._heap[0][0] if self._heap else NEVER
+
+    def run_one(self) -> None:
+        t, _, fn, args = heapq.heappop(self._heap)
+        tl = self.timeline
+        if t > tl.horizon:
+            tl.horizon = t
+        if t >= tl.next_tick:
+            tl.on_tick(t)
+        fn(t, *args)
+
+    def run_until(self, t: int) -> int:
+        """Run every event due at or before t; returns how many ran."""
+        n = 0
+        outer, self.timeline.running = self.timeline.running, True
+        try:
+            while self._heap and self._heap[0][0] <= t:
+                self.run_one()
+                n += 1
+        finally:
+            self.timeline.running = outer
+        return n
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None,
+        events: EventQueue | None = None) -> int:
     """Run tasks to completion, each bound to its CPU, in virtual-time order.
 
     Each task is a generator whose every ``yield`` ends a step; the task of
     the CPU furthest behind runs next (ties broken by start order, so the
-    result is deterministic).  Returns the virtual time at which the last
-    task finished."""
+    result is deterministic).  Timed events due before the next task step
+    (kernel daemons, device completions) run first.  Returns the virtual
+    time at which the last task finished."""
     heap = []
     for seq, (cpu, task) in enumerate(steps):
         heap.append((cpu.time, seq, cpu, task))
@@ -184,16 +235,19 @@ def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None) -> 
     if timeline is not None:
         outer, timeline.running = timeline.running, True
     try:
-        last = _run_heap(heap, timeline)
+        last = _run_heap(heap, timeline, events)
     finally:
         if timeline is not None:
             timeline.running = outer
     return last
 
 
-def _run_heap(heap, timeline) -> int:
+def _run_heap(heap, timeline, events) -> int:
     last = 0
     while heap:
+        if events is not None and events._heap and events._heap[0][0] <= heap[0][0]:
+            events.run_one()        # a daemon step or a completion due before the next task step
+            continue
         t, seq, cpu, task = heapq.heappop(heap)
         if timeline is not None:
             timeline.horizon = t

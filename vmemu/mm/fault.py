@@ -66,12 +66,13 @@ class FaultPath:
                 self.memory.touch(pfn, line * self.cache_line, 1)
         return pfn
 
-    def exit_mmap(self, cpu: CPU, mm: MMStruct) -> int:
-        """Task exit: zap every pte and free every page. Returns pages freed."""
-        n = len(mm.pages)
+    def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
+        """Task exit: zap ptes and free pages, the most recent first, at most
+        ``limit`` of them (all by default). Returns pages freed."""
+        pages = mm.pages
+        n = len(pages) if limit is None else min(limit, len(pages))
         free = self.alloc.free_pages
-        for pfn in mm.pages:
+        for _ in range(n):
             cpu.sys(self.exit_per_page_ns)
-            free(cpu, pfn, 0)
-        mm.pages = array("q")
+            free(cpu, pages.pop(), 0)
         return n

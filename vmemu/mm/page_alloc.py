@@ -131,8 +131,8 @@ class PageAllocator:
         self.coalesce_step_ns = cost["coalesce_step_ns"]
         self.clear_bytes_per_ns = cost["clear_bytes_per_ns"]
         self.fail_page_alloc = None      # an object with should_fail(order, gfp, size)
-        # Called after a free reaches the buddy lists: (zone, final order, kind).
-        self.on_coalesce: Callable[[Zone, int, int], None] | None = None
+        # Called after a free reaches the buddy lists: (zone, final order, kind, time).
+        self.on_coalesce: Callable[[Zone, int, int, int], None] | None = None
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self._zone_starts = [z.zone_start_pfn for z in self.zones]
         self._last_zone = self.zones[0]
@@ -361,7 +361,7 @@ class PageAllocator:
         zone.page_state[idx: idx + n] = free_run(order)
         final, merges = free_one_page(zone, pfn, order, NOT_ZEROED)
         zone.lock.hold(cpu, self.zone_lock_ns + self.free_block_ns + merges * self.coalesce_step_ns)
-        self.coalesced(zone, final, NOT_ZEROED)
+        self.coalesced(zone, final, NOT_ZEROED, cpu)
 
     def free_hot_cold_page(self, zone: Zone, cpu: CPU, pfn: int, cold: bool) -> None:
         pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_COLD if cold else PCP_HOT]
@@ -389,7 +389,7 @@ class PageAllocator:
             freed += 1
         zone.lock.hold(cpu, hold)
         if highest >= 0:
-            self.coalesced(zone, highest, NOT_ZEROED)
+            self.coalesced(zone, highest, NOT_ZEROED, cpu)
         return freed
 
     def drain_pages(self, cpu: CPU) -> int:
@@ -404,9 +404,9 @@ class PageAllocator:
                         freed += self.free_pages_bulk(zone, cpu, pcp, pcp.count)
         return freed
 
-    def coalesced(self, zone: Zone, order: int, kind: int) -> None:
+    def coalesced(self, zone: Zone, order: int, kind: int, cpu: CPU) -> None:
         if self.on_coalesce is not None:
-            self.on_coalesce(zone, order, kind)
+            self.on_coalesce(zone, order, kind, cpu.time)
 
 
 @lru_cache(maxsize=None)
