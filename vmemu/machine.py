@@ -53,6 +53,8 @@ class Machine:
                          for a in range(len(self.nodes))]
         for zone in self.zones:
             zone.lock.timeline = self.timeline
+            zone.lock.bounce_local_ns = self.cost["lock_bounce_local_ns"]
+            zone.lock.bounce_remote_ns = self.cost["lock_bounce_remote_ns"]
             zone.boot_free_all()
         self.setup_per_zone_pages_min()
         self.alloc = PageAllocator(self.nodes, self.cpus, self.memory, self.buses, self.cost,

@@ -129,8 +129,9 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     before = [(c.user_ns, c.system_ns) for c in cpus]
     start = machine.now
     for _ in range(rep):
-        mm = MMStruct("pft", machine.timeline)
+        mm = MMStruct("pft", machine.timeline, machine.cost)
         machine.claim_cpus(cpus, mm)
+        mm.nodes_run.update(cpu.node for cpu in cpus)
         failed: list[int] = []
         threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed))
                            for cpu, n in zip(cpus, per_thread)]
@@ -151,3 +152,76 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     system = sum(c.system_ns - b[1] for c, b in zip(cpus, before))
     return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system,
                      machine.now - start)
+
+
+# ---------------------------------------------------------------------------
+# The seed's experiment
+
+SEED_CSV = "seed-pft-8way.csv"
+SCRUB_DEFAULTS = {"scrub_start": 6, "scrub_stop": 2, "scrub_load": 999}
+
+
+def seed_rows() -> list[dict]:
+    """The seed's table (data/seed-pft-8way.csv), one dict per row."""
+    import csv
+    from importlib.resources import files
+    text = files("vmemu.data").joinpath(SEED_CSV).read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", prezeroed: bool = False,
+                    backing: str | None = None, scrub: dict | None = None, bte: bool = False,
+                    overrides: dict | None = None):
+    """A machine set up as for one pft run.
+
+    ``stock`` is the kernel without the patch: scrubd never runs, so every
+    anonymous fault clears its page on the CPU.  ``prezero`` is the patched
+    kernel with scrubd set by ``scrub`` (and left to finish on the idle
+    machine before the run, as on a machine that had been up a while);
+    ``prezeroed`` starts with every free block zeroed.  The seed's runs had
+    no hardware zeroing, so the BTE driver is off unless ``bte``."""
+    from .machine import Machine
+    from .profiles import load_profile
+    if isinstance(profile, str):
+        profile = load_profile(profile, overrides=overrides)
+    m = Machine(profile, seed=seed, backing=backing)
+    if m.bte is not None:
+        m.bte.enabled = bte
+    if kernel == "prezero":
+        settings = dict(SCRUB_DEFAULTS, **(scrub or {}))
+        m.sysctl["scrub_stop"] = settings["scrub_stop"]
+        m.sysctl["scrub_load"] = settings["scrub_load"]
+        m.set_sysctl("scrub_start", settings["scrub_start"])
+        m.run_until_idle()
+    elif kernel != "stock":
+        raise ValueError(f"kernel must be 'stock' or 'prezero', not {kernel!r}")
+    if prezeroed:
+        m.prezero_all()
+    return m
+
+
+def run_seed_row(row: dict, profile="altix-8", seed: int = 0, backing: str | None = "none",
+                 overrides: dict | None = None) -> JobResult:
+    kernel = "stock" if row["kernel"] == "stock" else "prezero"
+    m = prepare_machine(profile, seed, kernel, prezeroed=row["kernel"] == "prezero-allzeroed",
+                        backing=backing, overrides=overrides)
+    try:
+        return run_job(m, int(row["gb"]) << 30, int(row["threads"]), int(row["rep"]), 1)
+    finally:
+        m.close()
+
+
+def compare_seed(profile="altix-8", seed: int = 0, backing: str | None = "none",
+                 overrides: dict | None = None) -> list[tuple[dict, JobResult]]:
+    """Every seed row next to ours."""
+    return [(row, run_seed_row(row, profile, seed, backing, overrides)) for row in seed_rows()]
+
+
+def format_comparison(pairs) -> str:
+    lines = [f"{'kernel':<18} {'thr':>3} {'seed f/wsec':>12} {'ours':>12} {'ratio':>6}"
+             f" {'seed flt/cpu/s':>15} {'ours':>12} {'ratio':>6}"]
+    for row, r in pairs:
+        fw, fc = float(row["fault_wsec"]), float(row["flt_cpu_s"])
+        lines.append(f"{row['kernel']:<18} {row['threads']:>3} {fw:12.0f} {r.fault_wsec:12.0f}"
+                     f" {r.fault_wsec / fw:6.2f} {fc:15.0f} {r.flt_cpu_s:12.0f} {r.flt_cpu_s / fc:6.2f}")
+    return "\n".join(lines)

@@ -87,9 +87,11 @@ class SpinLock:
     spins (system time) until then.  With requests in time order this is
     exactly a FIFO spinlock."""
 
-    __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns")
+    __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
+                 "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounces")
 
-    def __init__(self, name: str, timeline: Timeline | None = None):
+    def __init__(self, name: str, timeline: Timeline | None = None,
+                 bounce_local_ns: int = 0, bounce_remote_ns: int = 0):
         self.name = name
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
@@ -97,9 +99,21 @@ class SpinLock:
         self.acquired = 0
         self.contended = 0
         self.wait_ns = 0
+        # The lock's cache line moves to whoever takes it: taking it after
+        # another CPU costs a transfer, dearer from another node (NUMA).
+        self.last_cpu: CPU | None = None
+        self.bounce_local_ns = bounce_local_ns
+        self.bounce_remote_ns = bounce_remote_ns
+        self.bounces = 0
 
     def hold(self, cpu: CPU, hold_ns: int) -> None:
         """Acquire, hold for hold_ns, release; all charged to cpu as system time."""
+        last = self.last_cpu
+        if last is not cpu:
+            if last is not None:
+                hold_ns += self.bounce_local_ns if last.node == cpu.node else self.bounce_remote_ns
+                self.bounces += 1
+            self.last_cpu = cpu
         starts, ends = self._starts, self._ends
         t = cpu.time
         if len(ends) > 64:

@@ -130,6 +130,7 @@ class PageAllocator:
         self.free_block_ns = cost["free_block_ns"]
         self.coalesce_step_ns = cost["coalesce_step_ns"]
         self.clear_bytes_per_ns = cost["clear_bytes_per_ns"]
+        self.clear_remote_bytes_per_ns = cost["clear_remote_bytes_per_ns"]
         self.fail_page_alloc = None      # an object with should_fail(order, gfp, size)
         # Called after a free reaches the buddy lists: (zone, final order, kind, time).
         self.on_coalesce: Callable[[Zone, int, int, int], None] | None = None
@@ -301,7 +302,8 @@ class PageAllocator:
         """prep_zero_page: the CPU clears the block, one memset, over the node's bus."""
         self.memory.clear(pfn, npages)
         nbytes = npages * self.page_size
-        end = self.buses[zone.node].transfer(cpu.time, nbytes, self.clear_bytes_per_ns)
+        rate = self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
+        end = self.buses[zone.node].transfer(cpu.time, nbytes, rate)
         cpu.system_ns += end - cpu.time
         cpu.time = end
         stat = self.cpu_stat[cpu.id]

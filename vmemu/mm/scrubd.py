@@ -186,7 +186,8 @@ class Kscrubd:
         n = 1 << order
         self.m.memory.clear(pfn, n)
         nbytes = n * self.m.page_size
-        end = self.m.buses[zone.node].transfer(cpu.time, nbytes, self.m.cost["clear_bytes_per_ns"])
+        rate = self.m.cost["clear_bytes_per_ns" if zone.node == cpu.node else "clear_remote_bytes_per_ns"]
+        end = self.m.buses[zone.node].transfer(cpu.time, nbytes, rate)
         cpu.system_ns += end - cpu.time
         cpu.time = end
         self.m.events.schedule(end, self.finish_block, zone, pfn, order, "cpu")

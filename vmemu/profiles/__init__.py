@@ -33,7 +33,10 @@ REQUIRED = {
         "rmqueue_block_ns": int, "free_block_ns": int, "coalesce_step_ns": int,
         "pcp_op_ns": int, "clear_bytes_per_ns": float, "mem_bw_bytes_per_ns": float,
         "cacheline_hit_ns": int, "cacheline_miss_ns": int, "user_per_page_ns": int,
-        "exit_per_page_ns": int,
+        "exit_per_page_ns": int, "clear_remote_bytes_per_ns": float,
+        "cacheline_miss_remote_ns": int, "exit_remote_per_page_ns": int,
+        "lock_bounce_local_ns": int, "lock_bounce_remote_ns": int,
+        "exit_tlb_purge_per_page_ns": int,
     },
     "bte": {
         "engines_per_node": int, "rate_bytes_per_ns": float, "setup_ns": int,

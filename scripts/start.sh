@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# From a fresh Debian/Ubuntu machine to a mounted emulator:
+# installs fuse3 + libfuse3, makes .venv with vmemu, mounts the default profile
+# at ./mountpoint and shows a few commands to try.
+#   scripts/start.sh [--profile NAME] [other `vmemu mount` options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VMEMU_VENV:-.venv}
+
+need_apt=()
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so' || need_apt+=(libfuse3-3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "start.sh: need ${need_apt[*]}: run as root or: sudo apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || { echo "start.sh: /dev/fuse is missing (container? run with --device /dev/fuse)" >&2; exit 1; }
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q -e . >/dev/null
+
+M=./mountpoint
+if "$VENV/bin/vmemu" status "$M" >/dev/null 2>&1; then
+  echo "already mounted:"; "$VENV/bin/vmemu" status "$M"
+else
+  "$VENV/bin/vmemu" mount "$M" "$@"
+fi
+cat <<TRY
+
+Try:
+  cat $M/proc/buddyinfo $M/proc/vmemu/zeroinfo
+  grep -E 'Mem(Total|Free|Zero)' $M/proc/meminfo
+  echo 100000 > $M/proc/vmemu/fault && cat $M/proc/vmemu/fault
+  echo 'bytes=1G threads=2' > $M/proc/vmemu/fault && cat $M/proc/vmemu/fault
+  echo 6 > $M/proc/sys/vm/scrub_start          # scrubd on (order 6 wakes it)
+  cat $M/proc/vmstat $M/proc/loadavg $M/proc/uptime
+  $VENV/bin/vmemu status $M
+  $VENV/bin/vmemu umount $M
+TRY

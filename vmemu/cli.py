@@ -1,0 +1,221 @@
+"""The `vmemu` command.  One function per subcommand and one parser block
+each (see build_parser); main() only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+DEFAULT_MOUNTPOINT = "./mountpoint"
+MOUNT_TIMEOUT_S = 30
+
+
+def die(msg: str) -> int:
+    print(f"vmemu: {msg}", file=sys.stderr)
+    return 1
+
+
+def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
+    """Poll cond() until it is true or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); it is not running.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_stale(mountpoint: str) -> None:
+    """A daemon killed with SIGKILL leaves "Transport endpoint is not connected"."""
+    for cmd in (["fusermount3", "-u", mountpoint], ["umount", "-l", mountpoint]):
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        from .daemon import mount_state
+        if mount_state(mountpoint) != "stale":
+            return
+
+
+# -- mount -----------------------------------------------------------------------
+
+def cmd_mount(args) -> int:
+    from .daemon import SetupError, load_fuse, mount_state, state_paths
+    from .profiles import ProfileError, load_profile
+    mp = args.mountpoint
+    try:
+        load_profile(args.profile)
+        load_fuse()
+    except (ProfileError, SetupError) as e:
+        return die(str(e))
+    state = mount_state(mp)
+    if state == "stale":
+        clear_stale(mp)
+        state = mount_state(mp)
+        if state == "stale":
+            return die(f"{mp}: stale mount could not be cleared (try: umount -l {mp})")
+    if state == "mounted":
+        return die(f"{mp}: already mounted (vmemu umount {mp})")
+    if not os.path.isdir(mp):
+        return die(f"{mp}: no such directory")
+    # A checked-in placeholder (.gitkeep) does not count as content.
+    if not args.nonempty and [n for n in os.listdir(mp) if n != ".gitkeep"]:
+        return die(f"{mp}: directory is not empty (use --nonempty to mount over it anyway)")
+    paths = state_paths(mp)
+    if args.foreground:
+        from .daemon import serve
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        try:
+            return serve(mp, args.profile, args.seed, args.backing, args.speed, args.allow_other,
+                         args.fuse_threads)
+        except SetupError as e:
+            return die(str(e))
+    cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
+           "--seed", str(args.seed), "--speed", str(args.speed), "--fuse-threads", args.fuse_threads]
+    if args.backing:
+        cmd += ["--backing", args.backing]
+    if args.allow_other:
+        cmd.append("--allow-other")
+    if args.nonempty:
+        cmd.append("--nonempty")
+    with open(paths["log"], "a") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    if not wait_for(lambda: proc.poll() is not None or mount_state(mp) == "mounted", MOUNT_TIMEOUT_S):
+        proc.kill()
+        return die(f"{mp}: mount did not come up in {MOUNT_TIMEOUT_S} s; see {paths['log']}")
+    if proc.poll() is not None:
+        with open(paths["log"]) as f:
+            tail = f.read().strip().splitlines()[-1:]
+        return die(f"daemon exited ({tail[0] if tail else 'no log'}); log: {paths['log']}")
+    print(f"vmemu: {args.profile} mounted on {mp} (pid {proc.pid}, log {paths['log']})")
+    return 0
+
+
+def add_mount(sub) -> None:
+    p = sub.add_parser("mount", help="mount the emulated /proc and /sys")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    p.add_argument("--profile", default="x86-64", help="shipped profile name or a .toml file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--foreground", action="store_true", help="stay attached, log to stderr")
+    p.add_argument("--allow-other", action="store_true", help="let other users in (modes still apply)")
+    p.add_argument("--backing", choices=("real", "none"), default=None,
+                   help="back page frames with host memory (default: the profile's choice)")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second while idle")
+    p.add_argument("--nonempty", action="store_true", help="mount over a non-empty directory")
+    p.add_argument("--fuse-threads", choices=("multi", "single"), default="multi",
+                   help=argparse.SUPPRESS)   # for benchmarks/control_plane.py
+    p.set_defaults(func=cmd_mount)
+
+
+# -- umount ----------------------------------------------------------------------
+
+def cmd_umount(args) -> int:
+    from .daemon import mount_state, state_paths
+    mp = args.mountpoint
+    paths = state_paths(mp)
+    pid = read_pid(paths["pid"])
+    if pid and pid_alive(pid):
+        # libfuse's SIGTERM handler unmounts (lazily when busy) and the daemon exits.
+        os.kill(pid, signal.SIGTERM)
+        if not wait_for(lambda: not pid_alive(pid), 15):
+            return die(f"daemon {pid} did not exit after SIGTERM")
+    state = mount_state(mp)
+    if state == "stale":
+        clear_stale(mp)
+    elif state == "mounted":
+        subprocess.run(["fusermount3", "-u", mp])
+    if mount_state(mp) != "unmounted":
+        return die(f"{mp}: still mounted")
+    for p in ("pid", "state"):
+        if os.path.exists(paths[p]):
+            os.unlink(paths[p])
+    return 0
+
+
+def add_umount(sub) -> None:
+    p = sub.add_parser("umount", help="unmount and stop the daemon")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    p.set_defaults(func=cmd_umount)
+
+
+# -- status ----------------------------------------------------------------------
+
+def cmd_status(args) -> int:
+    from .daemon import mount_state, state_paths
+    mp = args.mountpoint
+    paths = state_paths(mp)
+    state = mount_state(mp)
+    try:
+        with open(paths["state"]) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        info = {}
+    pid = info.get("pid")
+    alive = bool(pid and pid_alive(pid))
+    print(f"mountpoint: {os.path.realpath(mp)}")
+    print(f"state:      {state}" + ("" if state != "stale" else " (Transport endpoint is not connected)"))
+    print(f"profile:    {info.get('profile', '-')}")
+    print(f"pid:        {pid if alive else '-'}")
+    uptime = "-"
+    if state == "mounted":
+        try:
+            with open(os.path.join(mp, "proc/uptime")) as f:
+                uptime = f.read().split()[0] + " s"
+        except OSError as e:
+            uptime = f"unreadable ({e.strerror})"
+    print(f"uptime:     {uptime} (virtual)")
+    print(f"log:        {paths['log']}")
+    return 0 if state == "mounted" and alive else 1
+
+
+def add_status(sub) -> None:
+    p = sub.add_parser("status", help="profile, pid, virtual uptime and mount state")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    p.set_defaults(func=cmd_status)
+
+
+# -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vmemu", description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_mount, add_umount, add_status):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The vmemu daemon: one Machine served over FUSE.
+
+Threading (measured, see benchmarks/control_plane.py and the report):
+FUSE runs multi-threaded.  Every model call happens under ``Kernel.lock``.
+A fault job holds the lock for its whole run (pft.run_job is one call), but
+before it starts it *publishes* a snapshot of every model-backed file; while
+the job runs, reads are served from that snapshot (the state at the job's
+start) instead of waiting.  Writes to the model (sysctls, debugfs) wait for
+the job.  Single-threaded FUSE reads faster when idle (open+read+close of
+proc/buddyinfo: 10k-20k/s single vs 6k-7k/s multi on 2 vCPUs), but a 1 GiB
+fault job then stalls every reader for the whole job (4.2 s); multi-threaded,
+reads go on during it (2.5k-2.9k/s, slowest 12-40 ms).
+
+Virtual time: while no job runs, a background thread advances the machine by
+wall time x speed every ~100 ms.  A job advances virtual time itself; the
+wall time it took is not added again.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import threading
+import time
+
+from .machine import Machine
+from .mm.fail_page_alloc import FailPageAlloc
+from .fs import procfs
+
+log = logging.getLogger("vmemu.daemon")
+TICK_S = 0.1
+
+
+class Kernel:
+    """The machine plus everything the files need: the model lock, the fault
+    job runner, the published snapshot and a few task counters."""
+
+    def __init__(self, machine: Machine, seed: int = 0):
+        self.machine = machine
+        self.lock = threading.Lock()
+        self.published: dict[str, bytes] | None = None
+        self.last_job = None
+        self.last_pid = 1          # init; every task a job forks or a thread it starts takes a pid
+        self.ctxt = 0
+        self.fail_page_alloc = FailPageAlloc(rng=random.Random(seed), printk=lambda s: log.info("%s", s.strip()))
+        machine.alloc.fail_page_alloc = self.fail_page_alloc
+        self.tree = procfs.build_tree(self)
+        self._stop = threading.Event()
+
+    # -- model access: the only places that take the lock ---------------------
+
+    def render(self, f) -> bytes:
+        if not f.model:
+            return f.generate()
+        while True:
+            pub = self.published
+            if pub is not None and f.path in pub:
+                return pub[f.path]
+            # Bounded waits so a job that starts meanwhile is noticed.
+            if self.lock.acquire(timeout=0.02):
+                try:
+                    return f.generate()
+                finally:
+                    self.lock.release()
+
+    def call(self, fn, *args):
+        with self.lock:
+            return fn(*args)
+
+    def fault(self, job: dict) -> None:
+        """Run one pft job (proc/vmemu/fault write); JobError keeps its errno."""
+        from . import pft
+        with self.lock:
+            self.published = {p: f.generate() for p, f in self.tree.items()
+                              if not f.is_dir and f.model}
+            log.info("fault job start: %s", job)
+            try:
+                t0 = time.monotonic()
+                result = pft.run_job(self.machine, job["nbytes"], job["threads"], job["rep"],
+                                     job["cachelines"])
+                log.info("fault job %s: %s (%.2f s wall)", job, pft.format_2004(result).strip(),
+                         time.monotonic() - t0)
+                self.last_job = result
+            finally:
+                self.last_pid += job["rep"] * job["threads"]
+                self.ctxt += 2 * job["rep"] * job["threads"]
+                self.published = None
+
+    def fault_text(self) -> str:
+        from . import pft
+        text = pft.TITLE_2004 + "\n"
+        if self.last_job is not None:
+            text += pft.format_2004(self.last_job) + "\n"
+        return text
+
+    # -- virtual time ---------------------------------------------------------
+
+    def start_clock(self, speed: float) -> None:
+        threading.Thread(target=self._clock, args=(speed,), name="vmemu-clock", daemon=True).start()
+
+    def stop_clock(self) -> None:
+        self._stop.set()
+
+    def _clock(self, speed: float) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(TICK_S):
+            now = time.monotonic()
+            if self.published is not None:      # a job runs: it keeps its own time
+                last = now
+                continue
+            ns = int((now - last) * speed * 1e9)
+            last = now
+            if ns > 0:
+                try:
+                    self.call(self.machine.advance, ns)
+                except Exception:
+                    log.exception("advance failed")
+
+
+# ---------------------------------------------------------------------------
+# Files the CLI and the daemon share
+
+def runtime_dir() -> str:
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    d = os.path.join(base, "vmemu") if base else f"/tmp/vmemu-{os.getuid()}"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+def state_paths(mountpoint: str) -> dict[str, str]:
+    import hashlib
+    h = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:12]
+    base = os.path.join(runtime_dir(), h)
+    return {"pid": base + ".pid", "log": base + ".log", "state": base + ".json"}
+
+
+def mount_state(mountpoint: str) -> str:
+    """'mounted', 'stale' (daemon gone: Transport endpoint is not connected), or 'unmounted'."""
+    try:
+        os.statvfs(mountpoint)     # statfs always reaches the daemon; stat may be answered from cache
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            return "stale"
+        return "unmounted"
+    real = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4].encode().decode("unicode_escape")
+            if mp == real and " - fuse" in line:
+                return "mounted"
+    return "unmounted"
+
+
+class SetupError(Exception):
+    """A one-line reason the daemon cannot start."""
+
+
+def load_fuse():
+    """mfusepy bound to libfuse3 (it prefers libfuse2 when both exist)."""
+    if not os.path.exists("/dev/fuse"):
+        raise SetupError("/dev/fuse is missing: load the fuse module or run the container with --device /dev/fuse")
+    os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+    try:
+        import mfusepy
+    except (OSError, EnvironmentError, ImportError) as e:
+        raise SetupError(f"libfuse3 not found ({e}): apt-get install fuse3 libfuse3-3") from None
+    if mfusepy.fuse_version_major != 3:
+        raise SetupError(f"mfusepy loaded libfuse {mfusepy.fuse_version_major}, need 3: apt-get install libfuse3-3")
+    return mfusepy
+
+
+def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = None,
+          speed: float = 1.0, allow_other: bool = False, threads: str = "multi") -> int:
+    """Mount and serve until unmounted or signalled (SIGTERM/SIGINT: libfuse's
+    own handlers unmount; no Python handler is installed for them)."""
+    mfusepy = load_fuse()
+    from .fs.fuse_ops import VmemuOps
+    machine = Machine(profile, seed=seed, backing=backing)
+    machine.boot_wall_time = time.time()
+    kernel = Kernel(machine, seed)
+    paths = state_paths(mountpoint)
+    with open(paths["pid"], "w") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(paths["state"], "w") as f:
+        json.dump({"pid": os.getpid(), "mountpoint": os.path.realpath(mountpoint),
+                   "profile": machine.profile.name, "seed": seed, "backing": machine.backing,
+                   "speed": speed, "threads": threads, "log": paths["log"]}, f)
+    log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
+             machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
+    kernel.start_clock(speed)
+    opts = dict(foreground=True, nothreads=(threads == "single"), default_permissions=True,
+                fsname="vmemu", subtype="vmemu", direct_io=True)
+    if allow_other:
+        opts["allow_other"] = True
+    try:
+        mfusepy.FUSE(VmemuOps(kernel), mountpoint, **opts)
+    except RuntimeError as e:
+        # libfuse3 reports an exit by signal as an error code; the unmount is done.
+        log.info("FUSE loop ended: %s", e)
+    finally:
+        kernel.stop_clock()
+        for p in ("pid", "state"):
+            try:
+                os.unlink(paths[p])
+            except FileNotFoundError:
+                pass
+        machine.close()
+    log.info("unmounted %s", mountpoint)
+    return 0

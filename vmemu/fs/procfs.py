@@ -1,0 +1,416 @@
+"""The emulated /proc and /sys files, as a table of small file objects.
+
+``build_tree(kernel)`` returns ``{path: File or Dir}`` with paths relative to
+the mount point ("proc/buddyinfo").  Each file has one render function
+(LXCFS style) that turns the model into the kernel's text; the FUSE adapter
+only looks paths up in the table and calls ``read``/``write``.
+
+``kernel`` is the daemon's ``Kernel`` (vmemu.daemon): it owns the machine,
+the model lock and the fault jobs.  A file never touches the lock itself: it
+asks ``kernel.render(file)`` for its text and ``kernel.call(fn, ...)`` to
+change the model, so the locking policy lives in one place.
+
+Formats follow /work/shared/reference/kernel-interfaces.md section 3 and
+prezeroing.md section 5.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+
+from ..kernel.sched import NSEC_PER_SEC, USER_HZ
+from ..mm.mmzone import NOT_ZEROED, PCP_NAMES, ZEROED, pageset_lists
+from .sysctl import IntSysctl
+
+PROCFS_SIZE = 0       # procfs files report size 0 (why every open uses direct_io)
+SYSFS_SIZE = 4096     # sysfs attributes report a page
+
+
+class Handle:
+    """One open file: the snapshot reads at offset > 0 are served from."""
+
+    __slots__ = ("file", "data")
+
+    def __init__(self, file):
+        self.file = file
+        self.data = b""
+
+
+class Dir:
+    is_dir = True
+
+    def __init__(self, mode: int = 0o555):
+        self.mode = mode
+
+
+class File:
+    """A read-only generated file (mode 0444, procfs size 0 by default).
+
+    ``render`` returns the whole text.  ``model`` says whether rendering reads
+    the machine (then it happens under the model lock, see Kernel.render)."""
+
+    is_dir = False
+
+    def __init__(self, render, mode: int = 0o444, size: int = PROCFS_SIZE, model: bool = True):
+        self.render = render
+        self.mode = mode
+        self.size = size
+        self.model = model
+        self.path = ""            # set by build_tree; the key of published snapshots
+
+    def generate(self) -> bytes:
+        text = self.render()
+        return text.encode() if isinstance(text, str) else text
+
+    def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
+        # Fresh text at offset 0, the handle's snapshot after it (LXCFS):
+        # one cat sees one consistent state, a re-read after lseek(0) is fresh.
+        if offset == 0:
+            h.data = kernel.render(self)
+        return h.data[offset:offset + size]
+
+    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
+        # Root may open a 0444 proc file for writing, but the write fails (EIO).
+        raise OSError(errno.EIO, f"{self.path} is not writable")
+
+
+class SysctlFile(File):
+    """/proc/sys/vm/<name>: an IntSysctl whose value lives in machine.sysctl."""
+
+    def __init__(self, machine, name: str):
+        self.sysctl = IntSysctl(name, machine.sysctl[name],
+                                on_write=lambda v: machine.set_sysctl(name, v[0]))
+        self.machine = machine
+        self.name = name
+        super().__init__(self._text, mode=self.sysctl.mode)
+
+    def _text(self) -> bytes:
+        self.sysctl.values = [self.machine.sysctl[self.name]]
+        return self.sysctl.text()
+
+    def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
+        # proc_dointvec: any read at offset > 0 is EOF; a short buffer truncates.
+        if offset > 0:
+            return b""
+        return kernel.render(self)[:size]
+
+    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
+        def store():
+            self.sysctl.values = [self.machine.sysctl[self.name]]
+            return self.sysctl.write(data, offset)
+        return kernel.call(store)
+
+
+class AttrFile(File):
+    """A debugfs attribute (vmemu.mm.fail_page_alloc.DebugfsAttr): whole-file
+    read, every write parsed as given (simple_attr_write ignores the offset)."""
+
+    def __init__(self, attr, size: int = 0):
+        self.attr = attr
+        super().__init__(attr.read, mode=attr.mode, size=size)
+
+    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
+        return kernel.call(self.attr.write, data)
+
+
+class FaultFile(File):
+    """proc/vmemu/fault: write a job, read the pft title and the last row."""
+
+    def __init__(self, kernel):
+        super().__init__(kernel.fault_text, mode=0o644)
+
+    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
+        if offset > 0:          # the shell's retry of a short write; one job per write
+            return len(data)
+        kernel.fault(parse_fault(bytes(data), kernel.machine))
+        return len(data)
+
+
+# ---------------------------------------------------------------------------
+# proc/vmemu/fault words
+
+_SIZE = re.compile(r"(\d+)([KMG]?)", re.IGNORECASE)
+FAULT_KEYS = ("pages", "bytes", "threads", "rep", "cachelines")
+MAX_JOB_FACTOR = 64       # a job may fault at most 64x the machine's memory (rep included)
+
+
+def _einval(msg: str) -> OSError:
+    return OSError(errno.EINVAL, msg)
+
+
+def parse_fault(data: bytes, machine) -> dict:
+    """`N` or `key=value` words -> {nbytes, threads, rep, cachelines}; EINVAL
+    for anything else, ENOMEM for a job larger than the machine's memory."""
+    try:
+        words = data.decode("ascii").split()
+    except UnicodeDecodeError:
+        raise _einval("fault: not ASCII") from None
+    if not words:
+        raise _einval("fault: empty job")
+    job = {"threads": 1, "rep": 1, "cachelines": 1}
+    if len(words) == 1 and "=" not in words[0]:
+        words = [f"pages={words[0]}"]
+    seen = set()
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key not in FAULT_KEYS or key in seen:
+            raise _einval(f"fault: bad word {word!r} (use N or {', '.join(k + '=' for k in FAULT_KEYS)})")
+        seen.add(key)
+        m = _SIZE.fullmatch(value)
+        if not m or (m.group(2) and key != "bytes"):
+            raise _einval(f"fault: bad value in {word!r}")
+        n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+        if key == "pages":
+            job["nbytes"] = n * machine.page_size
+        elif key == "bytes":
+            job["nbytes"] = n
+        else:
+            job[key] = n
+    if "pages" in seen and "bytes" in seen:
+        raise _einval("fault: give pages= or bytes=, not both")
+    if "nbytes" not in job:
+        raise _einval("fault: no pages= or bytes=")
+    pages = job["nbytes"] // machine.page_size
+    if job["threads"] > len(machine.cpus):
+        raise _einval(f"fault: threads={job['threads']} but the machine has {len(machine.cpus)} CPUs")
+    if pages * job["rep"] > machine.total_pages * MAX_JOB_FACTOR:
+        raise _einval(f"fault: at most {MAX_JOB_FACTOR} x the machine's {machine.total_pages} pages per job")
+    if pages > machine.total_pages:
+        # Cannot fit whatever the state: refuse now rather than fault it all first.
+        raise OSError(errno.ENOMEM, f"fault: {pages} pages but the machine has {machine.total_pages}")
+    return job
+
+
+# ---------------------------------------------------------------------------
+# Render functions, one per file.
+
+def cpulist(ids) -> str:
+    """"0-3,8" (bitmap_print_to_pagebuf list format)."""
+    ids = sorted(ids)
+    out, i = [], 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        out.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(out) + "\n"
+
+
+def kb(m, pages: int) -> int:
+    return pages * m.page_size // 1024
+
+
+def buddyinfo(m) -> str:
+    # Stock one-line layout (the V6 two-line one breaks node_exporter): counts of
+    # both kinds summed per order.  Populated zones only, like the kernel.
+    lines = []
+    for z in m.zones:
+        if not z.present_pages:
+            continue
+        counts = [a + b for a, b in zip(z.nr_free(NOT_ZEROED), z.nr_free(ZEROED))]
+        lines.append(f"Node {z.node}, zone {z.name:>8} " + "".join(f"{c:6d} " for c in counts) + "\n")
+    return "".join(lines)
+
+
+def zeroinfo(m) -> str:
+    # The zeroed/unzeroed split, every row the same shape (pagetypeinfo style).
+    head = f"{'Free blocks count per zero state at order':<43} " + \
+        "".join(f"{o:6d} " for o in range(m.max_order)) + "\n"
+    rows = []
+    for z in m.zones:
+        if not z.present_pages:
+            continue
+        for kind, name in ((ZEROED, "Zeroed"), (NOT_ZEROED, "NotZeroed")):
+            rows.append(f"Node {z.node:4d}, zone {z.name:>8}, type {name:>12} " +
+                        "".join(f"{c:6d} " for c in z.nr_free(kind)) + "\n")
+    return head + "".join(rows)
+
+
+def _meminfo_lines(m, zones) -> list[tuple[str, int]]:
+    """(label, kB) in /proc/meminfo order; the emulator has no page cache,
+    no swap and no slab, so those are 0.  Pages on per-CPU lists are neither
+    free nor anything else, as in the kernel."""
+    total = kb(m, sum(z.present_pages for z in zones))
+    free = kb(m, sum(z.free_pages for z in zones))
+    zero = kb(m, sum(z.zero_pages for z in zones))
+    return [("MemTotal", total), ("MemFree", free), ("MemZero", zero), ("MemAvailable", free),
+            ("Buffers", 0), ("Cached", 0), ("SwapCached", 0), ("Active", 0), ("Inactive", 0),
+            ("Active(anon)", 0), ("Inactive(anon)", 0), ("Active(file)", 0), ("Inactive(file)", 0),
+            ("Unevictable", 0), ("Mlocked", 0), ("SwapTotal", 0), ("SwapFree", 0), ("Dirty", 0),
+            ("Writeback", 0), ("AnonPages", 0), ("Mapped", 0), ("Shmem", 0), ("KReclaimable", 0),
+            ("Slab", 0), ("SReclaimable", 0), ("SUnreclaim", 0), ("KernelStack", 0),
+            ("PageTables", 0), ("CommitLimit", total // 2), ("Committed_AS", 0)]
+
+
+def meminfo(m) -> str:
+    lines = [f"{label + ':':<16}{value:8d} kB\n" for label, value in _meminfo_lines(m, m.zones)]
+    hp = ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp")
+    lines += [f"{label + ':':<16}{0:8d}\n" for label in hp]
+    lines.append(f"{'Hugepagesize:':<16}{0:8d} kB\n")
+    return "".join(lines)
+
+
+def node_meminfo(m, node) -> str:
+    lines = _meminfo_lines(m, node.zones)[:3]
+    total, free = lines[0][1], lines[1][1]
+    lines.append(("MemUsed", total - free))
+    return "".join(f"Node {node.id} {label + ':':<16}{value:8d} kB\n" for label, value in lines)
+
+
+VMSTAT_NUMA = (("numa_hit", "numa_hit"), ("numa_miss", "numa_miss"), ("numa_foreign", "numa_foreign"),
+               ("numa_interleave", "interleave_hit"), ("numa_local", "local_node"),
+               ("numa_other", "other_node"))
+
+
+def vmstat(m) -> str:
+    c = m.counters()
+    out = [("nr_free_pages", m.free_pages()), ("nr_zero_pages", m.zero_pages())]
+    for name, key in VMSTAT_NUMA:
+        out.append((name, sum(n.stat.get(key, 0) for n in m.nodes)))
+    per_zone: dict[str, int] = {}
+    for z in m.zones:
+        per_zone[z.name.lower()] = per_zone.get(z.name.lower(), 0) + z.stat.get("pgalloc", 0)
+    out += [(f"pgalloc_{name}", v) for name, v in per_zone.items()]
+    out += [("pgfree", c.get("pgfree", 0)), ("pgfault", c.get("pgfault", 0)),
+            ("pgmajfault", c.get("pgmajfault", 0)), ("pswpin", 0), ("pswpout", 0)]
+    # The emulator's own counters (prezero_, and scrubd_/bte_ once they exist).
+    out += [(k, v) for k, v in c.items() if k.startswith(("prezero_", "scrubd_", "bte_"))]
+    return "".join(f"{k} {v}\n" for k, v in out)
+
+
+def zoneinfo(m) -> str:
+    # The 2.6.13 layout (the first with /proc/zoneinfo): pagesets per CPU and
+    # per list (hot, cold, and the patch's zeroed list) with count/low/high/batch.
+    # Machines with more than 64 CPUs list only CPUs whose pagesets are in use.
+    out = []
+    for node in m.nodes:
+        for z in node.zones:
+            out.append(f"Node {z.node}, zone {z.name:>8}")
+            out.append(f"\n  pages free     {z.free_pages}"
+                       f"\n        min      {z.pages_min}"
+                       f"\n        low      {z.pages_low}"
+                       f"\n        high     {z.pages_high}"
+                       f"\n        spanned  {z.spanned_pages}"
+                       f"\n        present  {z.present_pages}"
+                       f"\n        managed  {z.present_pages}"
+                       f"\n        protection: ({', '.join('0' for _ in node.zones)})")
+            counters = [("nr_free_pages", z.free_pages), ("nr_zero_pages", z.zero_pages)]
+            counters += [(k if k.startswith("prezero_") else f"nr_{k}", v) for k, v in z.stat.items()]
+            out += [f"\n      {k:<12} {v}" for k, v in counters]
+            out.append("\n  pagesets")
+            cpus = [c.id for c in m.cpus] if len(m.cpus) <= 64 else sorted(z.pageset)
+            for cpu in cpus:
+                lists = z.pageset.get(cpu) or pageset_lists(z.batch)
+                for i, p in enumerate(lists):
+                    out.append(f"\n    cpu: {cpu} pcp: {i} ({PCP_NAMES[i]})"
+                               f"\n              count: {p.count}"
+                               f"\n              low:   {p.low}"
+                               f"\n              high:  {p.high}"
+                               f"\n              batch: {p.batch}")
+            out.append(f"\n  start_pfn:           {z.zone_start_pfn}\n")
+    return "".join(out)
+
+
+def ticks(ns: int) -> int:
+    return ns * USER_HZ // NSEC_PER_SEC
+
+
+def stat(kernel) -> str:
+    m = kernel.machine
+    rows = []
+    for c in m.cpus:
+        rows.append((f"cpu{c.id}", ticks(c.user_ns), ticks(c.system_ns), ticks(m.idle_ns(c))))
+    user, system, idle = (sum(r[i] for r in rows) for i in (1, 2, 3))
+    lines = [f"cpu  {user} 0 {system} {idle} 0 0 0 0 0 0\n"]
+    lines += [f"{name} {u} 0 {s} {i} 0 0 0 0 0 0\n" for name, u, s, i in rows]
+    # The only interrupt the model has is the 1000 Hz timer on every CPU.
+    intr = m.now // 1_000_000 * len(m.cpus)
+    lines += [f"intr {intr}\n", f"ctxt {kernel.ctxt}\n", f"btime {int(m.boot_wall_time)}\n",
+              f"processes {kernel.last_pid}\n", f"procs_running {m.nr_running()}\n",
+              "procs_blocked 0\n", "softirq 0 0 0 0 0 0 0 0 0 0 0\n"]
+    return "".join(lines)
+
+
+def loadavg(kernel) -> str:
+    m = kernel.machine
+    running = m.nr_running()
+    return " ".join(m.loadavg.text_fields()) + f" {running}/{1 + running} {kernel.last_pid}\n"
+
+
+def uptime(m) -> str:
+    idle = sum(m.idle_ns(c) for c in m.cpus)
+    cs = lambda ns: f"{ns // NSEC_PER_SEC}.{ns % NSEC_PER_SEC // 10_000_000:02d}"
+    return f"{cs(m.now)} {cs(idle)}\n"
+
+
+def numastat(node) -> str:
+    return "".join(f"{k} {node.stat.get(k, 0)}\n" for k in
+                   ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node"))
+
+
+# ---------------------------------------------------------------------------
+# The tree
+
+def prezero_files(kernel) -> dict:
+    """sys/kernel/mm/prezero/<name> -> File: scrubd and BTE control and
+    statistics.  PLACEHOLDER: the scrubd/BTE work adds its files here."""
+    return {}
+
+
+def build_tree(kernel) -> dict:
+    m = kernel.machine
+    sysfs = lambda render, model=True: File(render, size=SYSFS_SIZE, model=model)
+    files: dict = {
+        "proc/buddyinfo": File(lambda: buddyinfo(m)),
+        "proc/meminfo": File(lambda: meminfo(m)),
+        "proc/vmstat": File(lambda: vmstat(m)),
+        "proc/zoneinfo": File(lambda: zoneinfo(m)),
+        "proc/stat": File(lambda: stat(kernel)),
+        "proc/loadavg": File(lambda: loadavg(kernel)),
+        "proc/uptime": File(lambda: uptime(m)),
+        "proc/vmemu/zeroinfo": File(lambda: zeroinfo(m)),
+        "proc/vmemu/fault": FaultFile(kernel),
+    }
+    for name in m.sysctl:
+        files[f"proc/sys/vm/{name}"] = SysctlFile(m, name)
+    node_ids = [n.id for n in m.nodes]
+    cpu_ids = [c.id for c in m.cpus]
+    for path in ("online", "possible"):
+        files[f"sys/devices/system/node/{path}"] = sysfs(lambda: cpulist(node_ids), model=False)
+    for path in ("online", "possible", "present"):
+        files[f"sys/devices/system/cpu/{path}"] = sysfs(lambda: cpulist(cpu_ids), model=False)
+    for node in m.nodes:
+        d = f"sys/devices/system/node/node{node.id}"
+        files[f"{d}/meminfo"] = sysfs(lambda node=node: node_meminfo(m, node))
+        files[f"{d}/numastat"] = sysfs(lambda node=node: numastat(node))
+        files[f"{d}/distance"] = sysfs(lambda node=node: " ".join(map(str, m.distance[node.id])) + "\n",
+                                       model=False)
+        files[f"{d}/cpulist"] = sysfs(lambda node=node: cpulist(node.cpus), model=False)
+    for name, attr in kernel.fail_page_alloc.files().items():
+        files[f"sys/kernel/debug/fail_page_alloc/{name}"] = AttrFile(attr)
+    for name, f in prezero_files(kernel).items():
+        files[f"sys/kernel/mm/prezero/{name}"] = f
+
+    # Directories: every parent of a file, plus the (for now empty) prezero one.
+    # debugfs is 0700 in the kernel; everything else 0555.
+    tree: dict = {"": Dir(), "sys/kernel/mm/prezero": Dir(), "sys/kernel/debug": Dir(0o700)}
+    for path in ["sys/kernel/mm/prezero", *files]:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            tree.setdefault("/".join(parts[:i]), Dir())
+    for path, f in files.items():
+        f.path = path
+        tree[path] = f
+    return tree
+
+
+def children(tree: dict) -> dict[str, list[str]]:
+    """Directory path -> names of its entries, in table order."""
+    out: dict[str, list[str]] = {p: [] for p, f in tree.items() if f.is_dir}
+    for path in tree:
+        if path:
+            parent, _, name = path.rpartition("/")
+            out[parent].append(name)
+    return out

@@ -1,0 +1,356 @@
+"""Save and restore an emulated machine (for ``vmemu mount --state FILE``).
+
+File format::
+
+    VMEMU-STATE <version> <body length> sha256:<hex digest of the body>\\n
+    <body: one JSON object>
+
+``save_state`` first lets the machine run until scrubd and the BTE are idle
+(``run_until_idle``), and refuses when anything is still in flight afterwards
+(pending events, a hung BTE transfer, a CPU owned by a task): in-flight state
+is deliberately not part of the format, so a restore never has to rebuild a
+half-done transfer or a daemon mid-pass.  Note that saving therefore moves
+the machine forward in virtual time if scrubd had work left.
+
+Everything else is saved: the profile (name and full parameter dicts, so the
+restored machine has the layout it was saved with even if the profile file
+changed since), the seed, virtual time (machine and every CPU), every counter
+(allocator, zones, nodes, scrubd, BTE engines, fail_page_alloc when attached),
+the free lists of both kinds per order in their exact order, the per-CPU
+lists, the per-page state bytes (zlib), sysctls, scrub policy, load average,
+the timing calendars of locks and memory buses, and the random generators'
+states, so a workload continued after a restore gives exactly what it gives
+on the machine that was never saved.
+
+Memory content is not saved.  On restore, real-backed memory is poisoned,
+then every free ZEROED block and every page on a zeroed per-CPU list is
+cleared: what the model says is zero is zero, everything else (including
+pages that were allocated at save time) reads as poison.
+
+``load_state`` builds a new Machine and returns it only once everything has
+loaded and the allocator invariants hold; any problem raises ``StateError``
+with a message naming it, and nothing half-loaded escapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import zlib
+from collections import deque
+
+from .machine import Machine, check_invariants
+from .mm.fail_page_alloc import FailPageAlloc
+from .mm.mmzone import NOT_ZEROED, PCP_ZEROED, ZEROED, PerCpuPages
+from .mm.scrubd import SLEEPING
+from .profiles import Profile
+
+MAGIC = "VMEMU-STATE"
+VERSION = 1
+DEEP_CHECK_PAGES = 1 << 21     # walk every page state byte on load up to this many pages
+
+
+class StateError(Exception):
+    """A state file that cannot be saved or loaded; nothing was changed or returned."""
+
+
+# -- plain attributes ------------------------------------------------------------
+
+def _is_plain(v) -> bool:
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return True
+    if isinstance(v, list):
+        return all(isinstance(x, (int, float)) for x in v)
+    return False
+
+
+def _plain(obj, skip: tuple = ()) -> dict:
+    """The object's counters and settings: every attribute holding a number,
+    string or list of numbers, so counters added later are saved too."""
+    return {k: v for k, v in vars(obj).items() if k not in skip and _is_plain(v)}
+
+
+def _set_plain(obj, values: dict, what: str) -> None:
+    for k, v in values.items():
+        if not hasattr(obj, k):
+            raise StateError(f"unknown field {what}.{k}")
+        setattr(obj, k, v)
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng(rng: random.Random, state: list) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+# -- save --------------------------------------------------------------------------
+
+def _why_busy(m: Machine) -> list[str]:
+    why = []
+    if len(m.events):
+        why.append(f"{len(m.events)} pending events")
+    for d in m.scrub.daemons:
+        if d.state != SLEEPING or d.inflight or d.redo:
+            why.append(f"{d.name} is {d.state} with {d.inflight} blocks in flight")
+    if m.bte is not None:
+        for e in m.bte.all_engines():
+            if e.current is not None:
+                why.append(f"BTE node {e.node} engine {e.index} has a transfer in flight"
+                           + (" (hung)" if e.hung else ""))
+    for c in m.cpus:
+        if c.owner is not None:
+            why.append(f"{c.name} is owned by {getattr(c.owner, 'name', c.owner)!r}")
+    if m.timeline.running:
+        why.append("the scheduler is running")
+    return why
+
+
+def _dump(m: Machine) -> dict:
+    p = m.profile
+    zones = []
+    for z in m.zones:
+        zones.append({
+            "node": z.node, "name": z.name, "start": z.zone_start_pfn, "pages": z.spanned_pages,
+            "free_pages": z.free_pages, "zero_pages": z.zero_pages,
+            "pages_min": z.pages_min, "pages_low": z.pages_low, "pages_high": z.pages_high,
+            "stat": z.stat,
+            "lock": {"starts": z.lock._starts, "ends": z.lock._ends, "acquired": z.lock.acquired,
+                     "contended": z.lock.contended, "wait_ns": z.lock.wait_ns},
+            # list order is the dict order of each free list: the head is the last entry
+            "free_area": [[list(a.free_list) for a in z.free_area[kind]] for kind in (NOT_ZEROED, ZEROED)],
+            "pageset": [[cpu, [[list(p.list), p.low, p.high, p.batch] for p in lists]]
+                        for cpu, lists in z.pageset.items()],
+            "page_state": base64.b64encode(zlib.compress(bytes(z.page_state), 6)).decode(),
+        })
+    fpa = m.alloc.fail_page_alloc
+    return {
+        "profile": {"name": p.name, "description": p.description, "machine": p.machine,
+                    "cost": p.cost, "bte": p.bte, "sources": p.sources, "path": p.path},
+        "seed": m.seed, "backing": m.backing, "now": m.now, "boot_wall_time": m.boot_wall_time,
+        "rng": _rng_state(m.rng),
+        "sysctl": m.sysctl, "scrub_policy": m.scrub_policy,
+        "timeline": {"horizon": m.timeline.horizon, "next_tick": m.timeline.next_tick},
+        "event_seq": m.events._seq,
+        "loadavg": _plain(m.loadavg),
+        "cpus": [[c.time, c.user_ns, c.system_ns] for c in m.cpus],
+        "buses": [{"active": [list(iv) for iv in b._active], "bytes": b.bytes, "busy_ns": b.busy_ns,
+                   "shared": b.shared} for b in m.buses],
+        "cpu_stat": m.alloc.cpu_stat,
+        "node_stat": [n.stat for n in m.nodes],
+        "zones": zones,
+        "scrubd": [{"stat": d.stat, "blocks": list(d.blocks.items())} for d in m.scrub.daemons],
+        "zero_drivers": [[getattr(d, "name", type(d).__name__), d.enabled] for d in m.zero_drivers],
+        "bte": None if m.bte is None else {
+            "driver": _plain(m.bte, skip=("min_len", "max_len")),
+            "engines": [dict(_plain(e, skip=("node", "index", "hung", "current")), rng=_rng_state(e.rng))
+                        for e in m.bte.all_engines()]},
+        "fail_page_alloc": None if fpa is None else dict(_plain(fpa, skip=("printk",)), rng=_rng_state(fpa.rng)),
+    }
+
+
+def save_state(machine: Machine, path: str) -> None:
+    """Run the machine until idle, then write its state to ``path`` (atomically)."""
+    machine.run_until_idle()
+    why = _why_busy(machine)
+    if why:
+        raise StateError("cannot save: the machine is not idle after run_until_idle: " + "; ".join(why))
+    body = json.dumps(_dump(machine), separators=(",", ":")).encode()
+    header = f"{MAGIC} {VERSION} {len(body)} sha256:{hashlib.sha256(body).hexdigest()}\n".encode()
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# -- load --------------------------------------------------------------------------
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    if not data:
+        raise StateError(f"{path}: empty file, not a vmemu state")
+    line, nl, body = data.partition(b"\n")
+    fields = line.split(b" ")
+    if fields[0] != MAGIC.encode():
+        raise StateError(f"{path}: not a vmemu state file (no {MAGIC} header)")
+    if not nl or len(fields) != 4 or not fields[1].isdigit() or not fields[2].isdigit() \
+            or not fields[3].startswith(b"sha256:"):
+        if not nl:
+            raise StateError(f"{path}: truncated: the header line is incomplete")
+        raise StateError(f"{path}: malformed {MAGIC} header {line[:80]!r}")
+    version, length = int(fields[1]), int(fields[2])
+    if version > VERSION:
+        raise StateError(f"{path}: state format version {version} is newer than this vmemu "
+                         f"understands (version {VERSION})")
+    if version != VERSION:
+        raise StateError(f"{path}: state format version {version} is not supported (version {VERSION})")
+    if len(body) < length:
+        raise StateError(f"{path}: truncated: {len(body)} of {length} body bytes")
+    if len(body) > length:
+        raise StateError(f"{path}: corrupt: {len(body) - length} bytes after the body")
+    if hashlib.sha256(body).hexdigest().encode() != fields[3][len(b"sha256:"):]:
+        raise StateError(f"{path}: corrupt: SHA-256 of the body does not match the header")
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise StateError(f"{path}: corrupt: body is not JSON ({e})") from None
+
+
+def load_state(path: str, profile_name: str | None = None, poison: bool = True) -> Machine:
+    """A new Machine in the state saved in ``path``.  ``profile_name``, when
+    given, must be the profile the state was saved with.  ``poison=False``
+    skips poisoning real memory that is not zeroed (saves touching all of a
+    large machine's memory at once; dirty-page detection is then weaker)."""
+    s = _read(path)
+    try:
+        saved = s["profile"]["name"]
+    except (KeyError, TypeError):
+        raise StateError(f"{path}: inconsistent state: no profile") from None
+    if profile_name is not None and profile_name != saved:
+        raise StateError(f"{path}: saved with profile {saved!r}, not {profile_name!r}")
+    m = None
+    try:
+        m = _build(s, poison)
+        check_invariants(m, deep=m.total_pages <= DEEP_CHECK_PAGES)
+    except StateError as e:
+        if m is not None:
+            m.close()
+        raise StateError(f"{path}: {e}") from None
+    except Exception as e:       # whatever a doctored (checksum-valid) body breaks: refuse it
+        if m is not None:
+            m.close()
+        raise StateError(f"{path}: inconsistent state: {type(e).__name__}: {e}") from None
+    return m
+
+
+def _build(s: dict, poison: bool) -> Machine:
+    p = s["profile"]
+    profile = Profile(name=p["name"], description=p["description"], machine=p["machine"],
+                      cost=p["cost"], bte=p["bte"], sources=p["sources"], path=p["path"])
+    m = Machine(profile, seed=s["seed"], backing=s["backing"])
+    try:
+        _restore(m, s, poison)
+    except BaseException:
+        m.close()
+        raise
+    return m
+
+
+def _restore(m: Machine, s: dict, poison: bool) -> None:
+    m.now = s["now"]
+    m.boot_wall_time = s["boot_wall_time"]
+    _set_rng(m.rng, s["rng"])
+    m.sysctl = dict(s["sysctl"])
+    m.set_scrub_policy(s["scrub_policy"])
+    m.timeline.horizon = s["timeline"]["horizon"]
+    m.timeline.next_tick = s["timeline"]["next_tick"]
+    m.events._seq = s["event_seq"]
+    _set_plain(m.loadavg, s["loadavg"], "loadavg")
+    _same_len(m.cpus, s["cpus"], "CPUs")
+    for c, (t, user, system) in zip(m.cpus, s["cpus"]):
+        c.time, c.user_ns, c.system_ns = t, user, system
+    _same_len(m.buses, s["buses"], "memory buses")
+    for b, saved in zip(m.buses, s["buses"]):
+        b._active = [tuple(iv) for iv in saved["active"]]
+        b.bytes, b.busy_ns, b.shared = saved["bytes"], saved["busy_ns"], saved["shared"]
+    _same_len(m.alloc.cpu_stat, s["cpu_stat"], "per-CPU counters")
+    m.alloc.cpu_stat = [dict(st) for st in s["cpu_stat"]]
+    _same_len(m.nodes, s["node_stat"], "nodes")
+    for n, st in zip(m.nodes, s["node_stat"]):
+        n.stat = dict(st)
+    _same_len(m.zones, s["zones"], "zones")
+    for z, saved in zip(m.zones, s["zones"]):
+        _restore_zone(z, saved)
+    _same_len(m.scrub.daemons, s["scrubd"], "scrub daemons")
+    for d, saved in zip(m.scrub.daemons, s["scrubd"]):
+        d.stat = dict(saved["stat"])
+        d.blocks = {name: list(counts) for name, counts in saved["blocks"]}
+    names = [[getattr(d, "name", type(d).__name__), d.enabled] for d in m.zero_drivers]
+    if [n for n, _ in names] != [n for n, _ in s["zero_drivers"]]:
+        raise StateError(f"zero drivers differ: saved {s['zero_drivers']}, machine has {names}")
+    for d, (_, enabled) in zip(m.zero_drivers, s["zero_drivers"]):
+        d.enabled = enabled
+    if (m.bte is None) != (s["bte"] is None):
+        raise StateError("the saved machine and the profile disagree on the BTE")
+    if m.bte is not None:
+        _set_plain(m.bte, s["bte"]["driver"], "bte")
+        engines = m.bte.all_engines()
+        _same_len(engines, s["bte"]["engines"], "BTE engines")
+        for e, saved in zip(engines, s["bte"]["engines"]):
+            saved = dict(saved)
+            _set_rng(e.rng, saved.pop("rng"))
+            _set_plain(e, saved, "bte engine")
+    if s["fail_page_alloc"] is not None:
+        saved = dict(s["fail_page_alloc"])
+        fpa = FailPageAlloc(rng=random.Random())
+        _set_rng(fpa.rng, saved.pop("rng"))
+        _set_plain(fpa, saved, "fail_page_alloc")
+        m.alloc.fail_page_alloc = fpa
+    if m.memory.real:
+        _restore_memory(m, poison)
+
+
+def _same_len(have, saved, what: str) -> None:
+    if len(have) != len(saved):
+        raise StateError(f"the profile gives {len(have)} {what}, the state has {len(saved)}")
+
+
+def _restore_zone(z, saved: dict) -> None:
+    if (saved["node"], saved["name"], saved["start"], saved["pages"]) != \
+            (z.node, z.name, z.zone_start_pfn, z.spanned_pages):
+        raise StateError(f"zone {saved['node']}/{saved['name']} does not match the profile's layout")
+    z.free_pages, z.zero_pages = saved["free_pages"], saved["zero_pages"]
+    z.pages_min, z.pages_low, z.pages_high = saved["pages_min"], saved["pages_low"], saved["pages_high"]
+    z.stat = dict(saved["stat"])
+    lock = saved["lock"]
+    z.lock._starts, z.lock._ends = list(lock["starts"]), list(lock["ends"])
+    z.lock.acquired, z.lock.contended, z.lock.wait_ns = lock["acquired"], lock["contended"], lock["wait_ns"]
+    for kind in (NOT_ZEROED, ZEROED):
+        _same_len(z.free_area[kind], saved["free_area"][kind], "orders")
+        for area, pfns in zip(z.free_area[kind], saved["free_area"][kind]):
+            area.free_list = dict.fromkeys(pfns)
+            area.nr_free = len(area.free_list)
+            if area.nr_free != len(pfns):
+                raise StateError(f"zone {z.node}/{z.name}: a block is twice on one free list")
+    z.pageset = {}
+    for cpu, lists in saved["pageset"]:
+        pcps = []
+        for pfns, low, high, batch in lists:
+            pcp = PerCpuPages(low, high, batch)
+            pcp.list = deque(pfns)
+            pcps.append(pcp)
+        z.pageset[cpu] = pcps
+    state = zlib.decompress(base64.b64decode(saved["page_state"], validate=True))
+    if len(state) != len(z.page_state):
+        raise StateError(f"zone {z.node}/{z.name}: {len(state)} page state bytes, expected {len(z.page_state)}")
+    z.page_state[:] = state
+
+
+def _restore_memory(m: Machine, poison: bool) -> None:
+    """Poison everything, then clear what the model says is zero."""
+    if poison:
+        for n in m.nodes:
+            m.memory.poison(n.node_start_pfn, n.node_spanned_pages)
+    for z in m.zones:
+        for order, area in enumerate(z.free_area[ZEROED]):
+            for pfn in area.free_list:
+                m.memory.clear(pfn, 1 << order)
+        for lists in z.pageset.values():
+            for pfn in lists[PCP_ZEROED].list:
+                m.memory.clear(pfn, 1)
