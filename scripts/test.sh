@@ -21,6 +21,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# Optional: tests/test_exporter_formats.py runs the real node_exporter when it is
+# installed (a few seconds with apt) and skips that one test otherwise.
+if ! command -v prometheus-node-exporter >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  ne=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter)
+  "${ne[@]}" >/dev/null 2>&1 || { apt-get update -qq && "${ne[@]}" >/dev/null; } ||
+    echo "test.sh: warning: could not install prometheus-node-exporter" >&2
+fi
 [ -e /dev/fuse ] || echo "test.sh: warning: /dev/fuse is missing; FUSE tests will fail" >&2
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,16 +62,32 @@ def unmount(mp: str) -> None:
         pass
 
 
-@pytest.fixture(scope="module")
-def mounted():
-    """The x86-64 profile mounted in a fresh directory; yields its path."""
+@contextlib.contextmanager
+def mounting(profile: str = "x86-64", *args: str):
+    """Mount ``profile`` (extra `vmemu mount` options in args) in a fresh
+    directory; yields its path and unmounts afterwards."""
     mp = make_mountpoint()
-    vmemu("mount", mp, "--profile", "x86-64", "--seed", "1", "--allow-other")
+    vmemu("mount", mp, "--profile", profile, "--seed", "1", "--allow-other", *args)
     try:
         yield mp
     finally:
         unmount(mp)
         shutil.rmtree(mp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mounted():
+    """The x86-64 profile mounted in a fresh directory; yields its path."""
+    with mounting("x86-64") as mp:
+        yield mp
+
+
+@pytest.fixture
+def mount_profile():
+    """Factory: ``mount_profile("altix-8", "--backing", "none")`` mounts that
+    profile in a fresh directory for this test only and returns the path."""
+    with contextlib.ExitStack() as stack:
+        yield lambda profile, *args: stack.enter_context(mounting(profile, *args))
 
 
 @pytest.fixture

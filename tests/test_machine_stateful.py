@@ -20,7 +20,9 @@ The figure actually run is printed at the end and asserted by the last test.
 
 import os
 import random
+import shutil
 import sys
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -35,6 +37,7 @@ from vmemu.mm.gfp import GFP_COLD, GFP_DMA, GFP_HIGHUSER, GFP_KERNEL, GFP_ZERO
 from vmemu.mm.mmzone import PCP_ZEROED, PS_FREE, ZEROED
 from vmemu.mm.page_alloc import PageAllocError
 from vmemu.mm.scrubd import Kscrubd
+from vmemu.state import StateError, load_state, save_state
 
 SCALE = max(1, int(os.environ.get("VMEMU_STATEFUL_SCALE", "1")))
 STEPS = 100                      # stateful_step_count
@@ -46,7 +49,8 @@ TARGET = 0 if "VMEMU_STATEFUL_EXAMPLES" in os.environ else 100_000 * SCALE
 # What ran, per class and in all (read by test_operation_count).
 RAN = {"checks": 0, "steps": 0, "examples": 0, "faults": 0, "allocs": 0, "zero_allocs": 0, "frees": 0,
        "bte_errors": 0, "bte_timeouts": 0, "injected_alloc_fails": 0,
-       "served_zeroed": 0, "scrubd_blocks": 0, "bte_completed": 0, "classes": set()}
+       "served_zeroed": 0, "scrubd_blocks": 0, "bte_completed": 0, "restores": 0,
+       "classes": set()}
 
 # Sysctl values: the interesting small ones, negatives, and past every int type.
 SYSCTL_VALUES = st.one_of(st.integers(-3, 20), st.sampled_from([-2**31, 2**31 - 1, 2**63, -2**70, 999]),
@@ -81,6 +85,7 @@ class WholeMachine(RuleBasedStateMachine):
         # the seed drives the BTE's and fail_page_alloc's random draws
         self.m = tiny_machine(page_size=self.page_size, pages=self.pages, max_order=self.max_order,
                               nodes=2, cpus_per_node=2, base=self.base, seed=seed)
+        self.tmp = tempfile.mkdtemp(prefix="vmemu-stateful-")
         self.ncpu = len(self.m.cpus)
         self.last_now = 0
         self.last_cpu_time = [0] * self.ncpu
@@ -93,6 +98,7 @@ class WholeMachine(RuleBasedStateMachine):
         m = getattr(self, "m", None)
         if m is None:
             return
+        shutil.rmtree(self.tmp, ignore_errors=True)
         if m.bte is not None:
             t = m.bte.totals()
             RAN["bte_errors"] += sum(v for k, v in t.items() if k.startswith("errors_"))
@@ -200,6 +206,26 @@ class WholeMachine(RuleBasedStateMachine):
             d = m.scrub.daemons[zone.node]
             pick = d.pick_order if policy == "order" else d.pick_order_v8
             assert pick(zone) is None, f"scrubd went to sleep with work left in zone {zone.node}"
+
+    @rule(dice=st.integers(0, 19))
+    def save_and_restore(self, dice):
+        """Carry on with a restored copy: the state file keeps everything the
+        invariants look at (memory content aside: held pages come back poisoned).
+        Only one pick in 20 goes ahead: a restore costs ~10 ms (fresh memory)."""
+        if dice:
+            return
+        path = os.path.join(self.tmp, "m.state")
+        try:
+            save_state(self.m, path, sync=False)
+        except StateError as e:
+            assert "not idle" in str(e) and not os.path.exists(path)
+            return
+        r = load_state(path, profile_name=self.m.profile.name)
+        os.unlink(path)
+        assert r.snapshot() == self.m.snapshot()
+        self.m.close()
+        self.m = r
+        RAN["restores"] += 1
 
     # -- fault injection -----------------------------------------------------------------
 

@@ -202,12 +202,120 @@ def add_status(sub) -> None:
     p.set_defaults(func=cmd_status)
 
 
+# -- shell -----------------------------------------------------------------------
+
+def cmd_shell(args) -> int:
+    from .shell import ShellError, run
+    # argparse.REMAINDER keeps "--", which separates the mount point from the command.
+    rest = args.args
+    if "--" in rest:
+        i = rest.index("--")
+        head, command = rest[:i], rest[i + 1:]
+    else:
+        head, command = rest[:1], rest[1:]
+    if len(head) > 1:
+        return die("shell: usage: vmemu shell [MOUNTPOINT] [-- COMMAND...]")
+    try:
+        return run(head[0] if head else DEFAULT_MOUNTPOINT, command)
+    except ShellError as e:
+        return die(str(e))
+
+
+def add_shell(sub) -> None:
+    p = sub.add_parser("shell", usage="vmemu shell [MOUNTPOINT] [-- COMMAND...]",
+                       help="a shell (or COMMAND) with the emulated files bound over /proc and /sys")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="[MOUNTPOINT] [-- COMMAND...]")
+    p.set_defaults(func=cmd_shell)
+
+
+# -- pft -------------------------------------------------------------------------
+
+def parse_threads(text: str) -> list[int]:
+    """-f 4, -f 1,2,4,8: one row per value."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("no thread count given")
+    return values
+
+
+def cmd_pft(args) -> int:
+    from . import pft
+    from .profiles import ProfileError, load_profile
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as e:
+        args.parser.error(str(e))
+    if args.compare_seed:
+        pairs = pft.compare_seed(profile, args.seed, backing=args.backing or "none",
+                                 progress=pft.Progress(sys.stderr))
+        print(pft.format_comparison(pairs))
+        if args.plot:
+            return pft.plot(pairs, args.plot)
+        return 0
+    nbytes = args.bytes if args.bytes is not None else args.gigabytes << 30
+    threads = [t for group in args.threads for t in group] or [1]
+    problems = pft.check_options(profile, nbytes, threads, args.rep, args.cachelines)
+    if problems:
+        args.parser.error(problems)
+    scrub = {k: v for k, v in (("scrub_start", args.scrub_start), ("scrub_stop", args.scrub_stop),
+                               ("scrub_load", args.scrub_load)) if v is not None}
+    results = []
+    progress = pft.Progress(sys.stderr)
+    for n in threads:
+        m = pft.prepare_machine(profile, args.seed, args.kernel, prezeroed=args.prezeroed,
+                                backing=args.backing, scrub=scrub, bte=args.bte)
+        try:
+            results.append(pft.run_job(m, nbytes, n, args.rep, args.cachelines, bzero=args.zero,
+                                       progress=progress))
+        except pft.JobError as e:
+            return die(f"pft: {e.strerror}")
+        finally:
+            m.close()
+    progress.done()
+    print(pft.format_results(results, args.format, title=args.title or args.format in ("csv", "json")))
+    if args.plot:
+        return pft.plot([(None, r) for r in results], args.plot, kernel=args.kernel)
+    return 0
+
+
+def add_pft(sub) -> None:
+    p = sub.add_parser("pft", help="run the seed's page fault test on the emulated machine",
+                       description="pft, the page fault test of the seed, in virtual time. "
+                                   "Several -f values (or -f 1,2,4,8) give one row each.")
+    p.add_argument("-g", dest="gigabytes", type=int, default=1, help="gigabytes per repetition (default 1)")
+    p.add_argument("-b", dest="bytes", type=int, help="bytes per repetition (overrides -g)")
+    p.add_argument("-r", dest="rep", type=int, default=1, help="repetitions (default 1)")
+    p.add_argument("-f", dest="threads", type=parse_threads, action="append", default=[],
+                   help="threads, or a list like 1,2,4,8")
+    p.add_argument("-c", dest="cachelines", type=int, default=1, help="cache lines touched per page")
+    p.add_argument("-z", dest="zero", action="store_true", help="bzero the area first (user-space clear)")
+    p.add_argument("-t", dest="title", action="store_true", help="print the title line")
+    p.add_argument("-v", dest="verbose", action="store_true", help="verbose")
+    p.add_argument("--profile", default="altix-8")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kernel", choices=("stock", "prezero"), default="prezero")
+    p.add_argument("--scrub-start", type=int)
+    p.add_argument("--scrub-stop", type=int)
+    p.add_argument("--scrub-load", type=int)
+    p.add_argument("--prezeroed", action="store_true", help="start with every free block zeroed")
+    p.add_argument("--bte", action="store_true", help="let scrubd use the Altix BTE (the seed's table had none)")
+    p.add_argument("--backing", choices=("real", "none"), help="override the profile's memory backing")
+    p.add_argument("--format", choices=("2004", "2006", "csv", "json"), default="2004")
+    p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
+    p.add_argument("--compare-seed", action="store_true",
+                   help="run the seed's 9 rows on the profile and print ours beside the seed's")
+    p.set_defaults(func=cmd_pft, parser=p)
+
+
 # -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vmemu", description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_mount, add_umount, add_status):
+    for add in (add_mount, add_umount, add_status, add_shell, add_pft):
         add(sub)
     return parser
 

@@ -18,6 +18,13 @@ from .mm.vmstat import sum_stats
 from .profiles import Profile, load_profile, zone_layout
 
 
+def node_distances(nodes: int, per_brick: int) -> list[list[int]]:
+    """SLIT-style distances: 10 within a node, 20 to a node of the same brick
+    (one link), 40 across the router."""
+    return [[10 if a == b else 20 if a // per_brick == b // per_brick else 40
+             for b in range(nodes)] for a in range(nodes)]
+
+
 class Machine:
     """One emulated machine.  ``Machine(load_profile("x86-64"), seed=1)``."""
 
@@ -49,12 +56,13 @@ class Machine:
             for start, pages in spans:
                 self.memory.poison(start, pages)
         self.buses = [MemoryBus(self.cost["mem_bw_bytes_per_ns"], self.timeline) for _ in self.nodes]
-        self.distance = [[10 if a == b else 20 for b in range(len(self.nodes))]
-                         for a in range(len(self.nodes))]
+        self.distance = node_distances(len(self.nodes), m.get("nodes_per_brick", len(self.nodes)))
         for zone in self.zones:
             zone.lock.timeline = self.timeline
             zone.lock.bounce_local_ns = self.cost["lock_bounce_local_ns"]
             zone.lock.bounce_remote_ns = self.cost["lock_bounce_remote_ns"]
+            zone.lock.distance = self.distance
+            zone.lock.bounce_router_ns = self.cost["lock_bounce_router_ns"]
             zone.boot_free_all()
         self.setup_per_zone_pages_min()
         self.alloc = PageAllocator(self.nodes, self.cpus, self.memory, self.buses, self.cost,

@@ -101,12 +101,18 @@ def check_job(machine, nbytes: int, threads: int, rep: int, cachelines: int) -> 
         bad(f"bytes={nbytes} is less than one page per thread")
 
 
-def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, failed: list):
+def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, failed: list,
+            bzero: bool = False, progress=None):
     do_fault = fault.do_anonymous_page
-    for _ in range(npages):
+    for i in range(npages):
         if do_fault(cpu, mm, cachelines) is None:
             failed.append(cpu.id)
             return
+        if bzero:
+            # -z: the thread bzero()s the page it just faulted, in user space
+            cpu.user(int(fault.alloc.page_size / fault.alloc.clear_bytes_per_ns))
+        if progress is not None and not i & 0xFFF:
+            progress.tick(0x1000)
         yield
 
 
@@ -118,7 +124,8 @@ def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
         yield
 
 
-def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1) -> JobResult:
+def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1,
+            bzero: bool = False, progress=None) -> JobResult:
     """Run a pft job on ``machine`` in virtual time and return its row."""
     check_job(machine, nbytes, threads, rep, cachelines)
     fault = FaultPath(machine.alloc, machine.cost, machine.cache_line)
@@ -129,11 +136,11 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     before = [(c.user_ns, c.system_ns) for c in cpus]
     start = machine.now
     for _ in range(rep):
-        mm = MMStruct("pft", machine.timeline, machine.cost)
+        mm = MMStruct("pft", machine.timeline, machine.cost, machine.distance)
         machine.claim_cpus(cpus, mm)
         mm.nodes_run.update(cpu.node for cpu in cpus)
         failed: list[int] = []
-        threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed))
+        threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed, bzero, progress))
                            for cpu, n in zip(cpus, per_thread)]
         leader = cpus[0]
         try:
@@ -201,20 +208,23 @@ def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", p
 
 
 def run_seed_row(row: dict, profile="altix-8", seed: int = 0, backing: str | None = "none",
-                 overrides: dict | None = None) -> JobResult:
+                 overrides: dict | None = None, progress=None) -> JobResult:
     kernel = "stock" if row["kernel"] == "stock" else "prezero"
     m = prepare_machine(profile, seed, kernel, prezeroed=row["kernel"] == "prezero-allzeroed",
                         backing=backing, overrides=overrides)
     try:
-        return run_job(m, int(row["gb"]) << 30, int(row["threads"]), int(row["rep"]), 1)
+        return run_job(m, int(row["gb"]) << 30, int(row["threads"]), int(row["rep"]), 1, progress=progress)
     finally:
         m.close()
 
 
 def compare_seed(profile="altix-8", seed: int = 0, backing: str | None = "none",
-                 overrides: dict | None = None) -> list[tuple[dict, JobResult]]:
+                 overrides: dict | None = None, progress=None) -> list[tuple[dict, JobResult]]:
     """Every seed row next to ours."""
-    return [(row, run_seed_row(row, profile, seed, backing, overrides)) for row in seed_rows()]
+    pairs = [(row, run_seed_row(row, profile, seed, backing, overrides, progress)) for row in seed_rows()]
+    if progress is not None:
+        progress.done()
+    return pairs
 
 
 def format_comparison(pairs) -> str:
@@ -225,3 +235,99 @@ def format_comparison(pairs) -> str:
         lines.append(f"{row['kernel']:<18} {row['threads']:>3} {fw:12.0f} {r.fault_wsec:12.0f}"
                      f" {r.fault_wsec / fw:6.2f} {fc:15.0f} {r.flt_cpu_s:12.0f} {r.flt_cpu_s / fc:6.2f}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Command-line helpers (the argument parsing itself is in vmemu.cli)
+
+def check_options(profile, nbytes: int, threads: list[int], rep: int, cachelines: int) -> str | None:
+    """A usage error for options pft cannot run with, or None."""
+    m = profile.machine
+    cpus = m["nodes"] * m["cpus_per_node"]
+    lines = m["page_size"] // m["cache_line"]
+    if nbytes <= 0:
+        return f"the size must be positive, got {nbytes} bytes"
+    if rep <= 0:
+        return f"-r must be positive, got {rep}"
+    for n in threads:
+        if n <= 0:
+            return f"-f must be positive, got {n}"
+        if n > cpus:
+            return f"-f {n}: {profile.name} has only {cpus} CPUs (pft runs each thread on its own CPU)"
+        if nbytes // m["page_size"] < n:
+            return f"{nbytes} bytes is less than one page per thread"
+    if not 0 <= cachelines <= lines:
+        return f"-c {cachelines}: a {m['page_size']}-byte page has {lines} cache lines of {m['cache_line']} bytes"
+    return None
+
+
+def format_results(results: list[JobResult], fmt: str, title: bool = True) -> str:
+    if fmt == "json":
+        import json
+        return json.dumps([r.as_dict() for r in results], indent=1)
+    if fmt == "csv":
+        return "\n".join([CSV_HEADER] + [format_csv(r) for r in results])
+    row, head = (format_2006, TITLE_2006) if fmt == "2006" else (format_2004, TITLE_2004)
+    return "\n".join(([head] if title else []) + [row(r) for r in results])
+
+
+class Progress:
+    """A one-line progress count on stderr, only when it is a terminal and
+    only once a run has taken more than 2 s of host time."""
+
+    def __init__(self, stream):
+        import time
+        self.stream = stream
+        self.enabled = hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.monotonic()
+        self.faults = 0
+        self.shown = False
+        self._clock = time.monotonic
+
+    def tick(self, n: int) -> None:
+        self.faults += n
+        if self.enabled and self._clock() - self.start > 2:
+            self.stream.write(f"\rpft: {self.faults:,} faults emulated, {self._clock() - self.start:.0f} s")
+            self.stream.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
+def plot(pairs, path: str, kernel: str | None = None) -> int:
+    """fault/wsec and flt/cpu/s against threads; ours, and the seed's where given."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        import sys
+        print("vmemu: --plot needs matplotlib: pip install 'vmemu[plot]' (or pip install matplotlib)",
+              file=sys.stderr)
+        return 1
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    series: dict[str, list] = {}
+    for row, r in pairs:
+        label = row["kernel"] if row else (kernel or "vmemu")
+        if label == "prezero-allzeroed":
+            continue
+        series.setdefault(label, []).append((row, r))
+    for ax, metric, title in ((axes[0], "fault_wsec", "faults per wall second"),
+                              (axes[1], "flt_cpu_s", "faults per CPU second")):
+        for label, items in series.items():
+            xs = [r.threads for _, r in items]
+            ax.plot(xs, [getattr(r, metric) for _, r in items], "o-", label=f"{label} (vmemu)")
+            if items[0][0] is not None:
+                ax.plot(xs, [float(row[metric]) for row, _ in items], "s--", label=f"{label} (seed)")
+        ax.set_xlabel("threads")
+        ax.set_title(title)
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return 0

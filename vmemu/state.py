@@ -22,10 +22,10 @@ the timing calendars of locks and memory buses, and the random generators'
 states, so a workload continued after a restore gives exactly what it gives
 on the machine that was never saved.
 
-Memory content is not saved.  On restore, real-backed memory is poisoned,
-then every free ZEROED block and every page on a zeroed per-CPU list is
-cleared: what the model says is zero is zero, everything else (including
-pages that were allocated at save time) reads as poison.
+Memory content is not saved.  On restore, every free ZEROED block and every
+page on a zeroed per-CPU list reads as zero (a fresh mapping, left
+untouched); everything else, including pages that were allocated at save
+time, is poisoned.
 
 ``load_state`` builds a new Machine and returns it only once everything has
 loaded and the allocator invariants hold; any problem raises ``StateError``
@@ -42,6 +42,7 @@ import random
 import zlib
 from collections import deque
 
+from .kernel.sched import CPU
 from .machine import Machine, check_invariants
 from .mm.fail_page_alloc import FailPageAlloc
 from .mm.mmzone import NOT_ZEROED, PCP_ZEROED, ZEROED, PerCpuPages
@@ -57,26 +58,56 @@ class StateError(Exception):
     """A state file that cannot be saved or loaded; nothing was changed or returned."""
 
 
-# -- plain attributes ------------------------------------------------------------
+# -- attributes ------------------------------------------------------------------
+#
+# Counters and settings are saved generically (every attribute holding a
+# number, a string, a list of numbers or of number pairs, or a CPU), so that a
+# counter someone adds to the model later is saved without touching this file.
+# References to other objects are skipped by listing them.
 
-def _is_plain(v) -> bool:
+def _names(obj) -> list[str]:
+    slots = [n for cls in type(obj).__mro__ for n in getattr(cls, "__slots__", ())]
+    return slots + list(getattr(obj, "__dict__", {}))
+
+
+def _encode(v):
+    """A JSON value for an attribute, or _SKIP."""
     if isinstance(v, (bool, int, float, str)) or v is None:
-        return True
-    if isinstance(v, list):
-        return all(isinstance(x, (int, float)) for x in v)
-    return False
+        return v
+    if isinstance(v, CPU):
+        return {"cpu": v.id}
+    if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+        return v
+    if isinstance(v, list) and all(isinstance(x, tuple) and all(isinstance(y, (int, float)) for y in x)
+                                   for x in v):
+        return {"tuples": [list(x) for x in v]}
+    return _SKIP
 
 
-def _plain(obj, skip: tuple = ()) -> dict:
-    """The object's counters and settings: every attribute holding a number,
-    string or list of numbers, so counters added later are saved too."""
-    return {k: v for k, v in vars(obj).items() if k not in skip and _is_plain(v)}
+_SKIP = object()
 
 
-def _set_plain(obj, values: dict, what: str) -> None:
+def _attrs(obj, skip: tuple = ()) -> dict:
+    out = {}
+    for name in _names(obj):
+        if name in skip or not hasattr(obj, name):
+            continue
+        v = _encode(getattr(obj, name))
+        if v is not _SKIP:
+            out[name] = v
+    return out
+
+
+def _set_attrs(m, obj, values: dict, what: str) -> None:
     for k, v in values.items():
         if not hasattr(obj, k):
             raise StateError(f"unknown field {what}.{k}")
+        if isinstance(v, dict) and "cpu" in v:
+            v = m.cpus[v["cpu"]]
+        elif isinstance(v, dict) and "tuples" in v:
+            v = [tuple(x) for x in v["tuples"]]
+        elif isinstance(v, list):
+            v = list(v)
         setattr(obj, k, v)
 
 
@@ -121,8 +152,7 @@ def _dump(m: Machine) -> dict:
             "free_pages": z.free_pages, "zero_pages": z.zero_pages,
             "pages_min": z.pages_min, "pages_low": z.pages_low, "pages_high": z.pages_high,
             "stat": z.stat,
-            "lock": {"starts": z.lock._starts, "ends": z.lock._ends, "acquired": z.lock.acquired,
-                     "contended": z.lock.contended, "wait_ns": z.lock.wait_ns},
+            "lock": _attrs(z.lock, skip=("name", "timeline")),
             # list order is the dict order of each free list: the head is the last entry
             "free_area": [[list(a.free_list) for a in z.free_area[kind]] for kind in (NOT_ZEROED, ZEROED)],
             "pageset": [[cpu, [[list(p.list), p.low, p.high, p.batch] for p in lists]]
@@ -138,25 +168,26 @@ def _dump(m: Machine) -> dict:
         "sysctl": m.sysctl, "scrub_policy": m.scrub_policy,
         "timeline": {"horizon": m.timeline.horizon, "next_tick": m.timeline.next_tick},
         "event_seq": m.events._seq,
-        "loadavg": _plain(m.loadavg),
-        "cpus": [[c.time, c.user_ns, c.system_ns] for c in m.cpus],
-        "buses": [{"active": [list(iv) for iv in b._active], "bytes": b.bytes, "busy_ns": b.busy_ns,
-                   "shared": b.shared} for b in m.buses],
+        "loadavg": _attrs(m.loadavg),
+        "cpus": [_attrs(c, skip=("id", "node", "name", "owner")) for c in m.cpus],
+        "buses": [_attrs(b, skip=("timeline",)) for b in m.buses],
         "cpu_stat": m.alloc.cpu_stat,
         "node_stat": [n.stat for n in m.nodes],
         "zones": zones,
         "scrubd": [{"stat": d.stat, "blocks": list(d.blocks.items())} for d in m.scrub.daemons],
         "zero_drivers": [[getattr(d, "name", type(d).__name__), d.enabled] for d in m.zero_drivers],
         "bte": None if m.bte is None else {
-            "driver": _plain(m.bte, skip=("min_len", "max_len")),
-            "engines": [dict(_plain(e, skip=("node", "index", "hung", "current")), rng=_rng_state(e.rng))
+            "driver": _attrs(m.bte, skip=("m", "engines", "min_len", "max_len")),
+            "engines": [dict(_attrs(e, skip=("m", "node", "index", "hung", "current", "rng")),
+                             rng=_rng_state(e.rng))
                         for e in m.bte.all_engines()]},
-        "fail_page_alloc": None if fpa is None else dict(_plain(fpa, skip=("printk",)), rng=_rng_state(fpa.rng)),
+        "fail_page_alloc": None if fpa is None else dict(_attrs(fpa, skip=("rng", "printk")), rng=_rng_state(fpa.rng)),
     }
 
 
-def save_state(machine: Machine, path: str) -> None:
-    """Run the machine until idle, then write its state to ``path`` (atomically)."""
+def save_state(machine: Machine, path: str, sync: bool = True) -> None:
+    """Run the machine until idle, then write its state to ``path`` atomically
+    (a temporary file renamed over it; ``sync=False`` skips the fsync, for tests)."""
     machine.run_until_idle()
     why = _why_busy(machine)
     if why:
@@ -167,8 +198,9 @@ def save_state(machine: Machine, path: str) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(header + body)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -215,8 +247,8 @@ def _read(path: str) -> dict:
 def load_state(path: str, profile_name: str | None = None, poison: bool = True) -> Machine:
     """A new Machine in the state saved in ``path``.  ``profile_name``, when
     given, must be the profile the state was saved with.  ``poison=False``
-    skips poisoning real memory that is not zeroed (saves touching all of a
-    large machine's memory at once; dirty-page detection is then weaker)."""
+    leaves memory that is not zeroed reading as zero too (saves touching a
+    large machine's memory at once; dirty pages are then harder to catch)."""
     s = _read(path)
     try:
         saved = s["profile"]["name"]
@@ -261,14 +293,13 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     m.timeline.horizon = s["timeline"]["horizon"]
     m.timeline.next_tick = s["timeline"]["next_tick"]
     m.events._seq = s["event_seq"]
-    _set_plain(m.loadavg, s["loadavg"], "loadavg")
+    _set_attrs(m, m.loadavg, s["loadavg"], "loadavg")
     _same_len(m.cpus, s["cpus"], "CPUs")
-    for c, (t, user, system) in zip(m.cpus, s["cpus"]):
-        c.time, c.user_ns, c.system_ns = t, user, system
+    for c, saved in zip(m.cpus, s["cpus"]):
+        _set_attrs(m, c, saved, "cpu")
     _same_len(m.buses, s["buses"], "memory buses")
     for b, saved in zip(m.buses, s["buses"]):
-        b._active = [tuple(iv) for iv in saved["active"]]
-        b.bytes, b.busy_ns, b.shared = saved["bytes"], saved["busy_ns"], saved["shared"]
+        _set_attrs(m, b, saved, "bus")
     _same_len(m.alloc.cpu_stat, s["cpu_stat"], "per-CPU counters")
     m.alloc.cpu_stat = [dict(st) for st in s["cpu_stat"]]
     _same_len(m.nodes, s["node_stat"], "nodes")
@@ -276,7 +307,7 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
         n.stat = dict(st)
     _same_len(m.zones, s["zones"], "zones")
     for z, saved in zip(m.zones, s["zones"]):
-        _restore_zone(z, saved)
+        _restore_zone(m, z, saved)
     _same_len(m.scrub.daemons, s["scrubd"], "scrub daemons")
     for d, saved in zip(m.scrub.daemons, s["scrubd"]):
         d.stat = dict(saved["stat"])
@@ -289,18 +320,18 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     if (m.bte is None) != (s["bte"] is None):
         raise StateError("the saved machine and the profile disagree on the BTE")
     if m.bte is not None:
-        _set_plain(m.bte, s["bte"]["driver"], "bte")
+        _set_attrs(m, m.bte, s["bte"]["driver"], "bte")
         engines = m.bte.all_engines()
         _same_len(engines, s["bte"]["engines"], "BTE engines")
         for e, saved in zip(engines, s["bte"]["engines"]):
             saved = dict(saved)
             _set_rng(e.rng, saved.pop("rng"))
-            _set_plain(e, saved, "bte engine")
+            _set_attrs(m, e, saved, "bte engine")
     if s["fail_page_alloc"] is not None:
         saved = dict(s["fail_page_alloc"])
         fpa = FailPageAlloc(rng=random.Random())
         _set_rng(fpa.rng, saved.pop("rng"))
-        _set_plain(fpa, saved, "fail_page_alloc")
+        _set_attrs(m, fpa, saved, "fail_page_alloc")
         m.alloc.fail_page_alloc = fpa
     if m.memory.real:
         _restore_memory(m, poison)
@@ -311,16 +342,14 @@ def _same_len(have, saved, what: str) -> None:
         raise StateError(f"the profile gives {len(have)} {what}, the state has {len(saved)}")
 
 
-def _restore_zone(z, saved: dict) -> None:
+def _restore_zone(m: Machine, z, saved: dict) -> None:
     if (saved["node"], saved["name"], saved["start"], saved["pages"]) != \
             (z.node, z.name, z.zone_start_pfn, z.spanned_pages):
         raise StateError(f"zone {saved['node']}/{saved['name']} does not match the profile's layout")
     z.free_pages, z.zero_pages = saved["free_pages"], saved["zero_pages"]
     z.pages_min, z.pages_low, z.pages_high = saved["pages_min"], saved["pages_low"], saved["pages_high"]
     z.stat = dict(saved["stat"])
-    lock = saved["lock"]
-    z.lock._starts, z.lock._ends = list(lock["starts"]), list(lock["ends"])
-    z.lock.acquired, z.lock.contended, z.lock.wait_ns = lock["acquired"], lock["contended"], lock["wait_ns"]
+    _set_attrs(m, z.lock, saved["lock"], "zone lock")
     for kind in (NOT_ZEROED, ZEROED):
         _same_len(z.free_area[kind], saved["free_area"][kind], "orders")
         for area, pfns in zip(z.free_area[kind], saved["free_area"][kind]):
@@ -343,14 +372,27 @@ def _restore_zone(z, saved: dict) -> None:
 
 
 def _restore_memory(m: Machine, poison: bool) -> None:
-    """Poison everything, then clear what the model says is zero."""
-    if poison:
-        for n in m.nodes:
-            m.memory.poison(n.node_start_pfn, n.node_spanned_pages)
+    """A fresh anonymous mapping reads as zero: poison everything except the
+    free ZEROED blocks and the zeroed per-CPU pages, which stay untouched
+    (so a mostly prezeroed machine costs the host little memory on restore)."""
+    if not poison:
+        return
+    zero = []
     for z in m.zones:
         for order, area in enumerate(z.free_area[ZEROED]):
-            for pfn in area.free_list:
-                m.memory.clear(pfn, 1 << order)
+            zero += [(pfn, 1 << order) for pfn in area.free_list]
         for lists in z.pageset.values():
-            for pfn in lists[PCP_ZEROED].list:
-                m.memory.clear(pfn, 1)
+            zero += [(pfn, 1) for pfn in lists[PCP_ZEROED].list]
+    zero.sort()
+    for n in m.nodes:
+        pfn, end = n.node_start_pfn, n.node_start_pfn + n.node_spanned_pages
+        for start, pages in zero:
+            if start >= end:
+                break
+            if start < pfn:
+                continue
+            if start > pfn:
+                m.memory.poison(pfn, start - pfn)
+            pfn = start + pages
+        if pfn < end:
+            m.memory.poison(pfn, end - pfn)

@@ -20,7 +20,7 @@ import errno
 import re
 
 from ..kernel.sched import NSEC_PER_SEC, USER_HZ
-from ..mm.mmzone import NOT_ZEROED, PCP_NAMES, ZEROED, pageset_lists
+from ..mm.mmzone import NOT_ZEROED, ZEROED
 from .sysctl import IntSysctl
 
 PROCFS_SIZE = 0       # procfs files report size 0 (why every open uses direct_io)
@@ -275,15 +275,22 @@ def vmstat(m) -> str:
     out += [(f"pgalloc_{name}", v) for name, v in per_zone.items()]
     out += [("pgfree", c.get("pgfree", 0)), ("pgfault", c.get("pgfault", 0)),
             ("pgmajfault", c.get("pgmajfault", 0)), ("pswpin", 0), ("pswpout", 0)]
-    # The emulator's own counters (prezero_, and scrubd_/bte_ once they exist).
-    out += [(k, v) for k, v in c.items() if k.startswith(("prezero_", "scrubd_", "bte_"))]
+    # The emulator's own counters: the allocator's prezero_ ones, scrubd's and the BTE's
+    # totals (lower case, like every vmstat name: bte_errors_btefail_poison).
+    out += [(k, v) for k, v in c.items() if k.startswith("prezero_")]
+    out += [(f"scrubd_{k}", v) for k, v in m.scrub.totals().items()]
+    if m.bte is not None:
+        out += [(f"bte_{k.lower()}", v) for k, v in m.bte.totals().items()]
     return "".join(f"{k} {v}\n" for k, v in out)
 
 
 def zoneinfo(m) -> str:
-    # The 2.6.13 layout (the first with /proc/zoneinfo): pagesets per CPU and
-    # per list (hot, cold, and the patch's zeroed list) with count/low/high/batch.
-    # Machines with more than 64 CPUs list only CPUs whose pagesets are in use.
+    # Zone head and counters as the modern layout (kernel-interfaces.md section 3).
+    # Pagesets as the first /proc/zoneinfo (2.6.13, Nikita Danilov's patch): a CPU
+    # whose lists are all empty is skipped, then one "cpu: N pcp: I" block per
+    # list (hot, cold, and the patch's zeroed list), with count/high/batch as
+    # printed once pcp->low was removed.  Listing only CPUs in use keeps altix-8
+    # (4 zones x 8 CPUs x 3 lists) within one 8191-byte read in normal use.
     out = []
     for node in m.nodes:
         for z in node.zones:
@@ -300,13 +307,13 @@ def zoneinfo(m) -> str:
             counters += [(k if k.startswith("prezero_") else f"nr_{k}", v) for k, v in z.stat.items()]
             out += [f"\n      {k:<12} {v}" for k, v in counters]
             out.append("\n  pagesets")
-            cpus = [c.id for c in m.cpus] if len(m.cpus) <= 64 else sorted(z.pageset)
-            for cpu in cpus:
-                lists = z.pageset.get(cpu) or pageset_lists(z.batch)
+            for cpu in sorted(z.pageset):
+                lists = z.pageset[cpu]
+                if not any(p.count for p in lists):
+                    continue
                 for i, p in enumerate(lists):
-                    out.append(f"\n    cpu: {cpu} pcp: {i} ({PCP_NAMES[i]})"
+                    out.append(f"\n    cpu: {cpu} pcp: {i}"
                                f"\n              count: {p.count}"
-                               f"\n              low:   {p.low}"
                                f"\n              high:  {p.high}"
                                f"\n              batch: {p.batch}")
             out.append(f"\n  start_pfn:           {z.zone_start_pfn}\n")
@@ -328,14 +335,16 @@ def stat(kernel) -> str:
     # The only interrupt the model has is the 1000 Hz timer on every CPU.
     intr = m.now // 1_000_000 * len(m.cpus)
     lines += [f"intr {intr}\n", f"ctxt {kernel.ctxt}\n", f"btime {int(m.boot_wall_time)}\n",
-              f"processes {kernel.last_pid}\n", f"procs_running {m.nr_running()}\n",
+              f"processes {kernel.last_pid}\n", f"procs_running {m.nr_running() + 1}\n",   # + the reader
               "procs_blocked 0\n", "softirq 0 0 0 0 0 0 0 0 0 0 0\n"]
     return "".join(lines)
 
 
 def loadavg(kernel) -> str:
+    # The reader is running while it reads (a real kernel never shows "0/N"),
+    # so it counts with the machine's own tasks; init makes the total one more.
     m = kernel.machine
-    running = m.nr_running()
+    running = m.nr_running() + 1
     return " ".join(m.loadavg.text_fields()) + f" {running}/{1 + running} {kernel.last_pid}\n"
 
 
@@ -355,8 +364,9 @@ def numastat(node) -> str:
 
 def prezero_files(kernel) -> dict:
     """sys/kernel/mm/prezero/<name> -> File: scrubd and BTE control and
-    statistics.  PLACEHOLDER: the scrubd/BTE work adds its files here."""
-    return {}
+    statistics (vmemu/fs/prezero.py)."""
+    from .prezero import files      # imported here: prezero builds on this module's File
+    return files(kernel)
 
 
 def build_tree(kernel) -> dict:

@@ -88,10 +88,12 @@ class SpinLock:
     exactly a FIFO spinlock."""
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
-                 "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounces")
+                 "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
+                 "bounces", "distance")
 
     def __init__(self, name: str, timeline: Timeline | None = None,
-                 bounce_local_ns: int = 0, bounce_remote_ns: int = 0):
+                 bounce_local_ns: int = 0, bounce_remote_ns: int = 0,
+                 distance: list[list[int]] | None = None, bounce_router_ns: int | None = None):
         self.name = name
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
@@ -104,18 +106,46 @@ class SpinLock:
         self.last_cpu: CPU | None = None
         self.bounce_local_ns = bounce_local_ns
         self.bounce_remote_ns = bounce_remote_ns
+        self.bounce_router_ns = bounce_remote_ns if bounce_router_ns is None else bounce_router_ns
         self.bounces = 0
+        self.distance = distance      # node distances (SLIT): 20 one link away, more across a router
+
+    def bounce_cost(self, from_node: int, to_node: int) -> int:
+        if from_node == to_node:
+            return self.bounce_local_ns
+        if self.distance is None or self.distance[from_node][to_node] <= 20:
+            return self.bounce_remote_ns
+        return self.bounce_router_ns
 
     def hold(self, cpu: CPU, hold_ns: int) -> None:
-        """Acquire, hold for hold_ns, release; all charged to cpu as system time."""
+        """Acquire, hold for hold_ns, release; all charged to cpu as system time.
+
+        Fetching the lock's cache line from the CPU that had it last is a
+        latency the acquirer pays before it can try; it does not lengthen
+        the critical section."""
         last = self.last_cpu
         if last is not cpu:
             if last is not None:
-                hold_ns += self.bounce_local_ns if last.node == cpu.node else self.bounce_remote_ns
+                bounce = self.bounce_cost(last.node, cpu.node)
+                cpu.time += bounce
+                cpu.system_ns += bounce
                 self.bounces += 1
             self.last_cpu = cpu
+        self.acquired += 1
+        if hold_ns <= 0:
+            return              # an atomic on the line (a read-side count): no critical section
         starts, ends = self._starts, self._ends
         t = cpu.time
+        if not ends or ends[-1] <= t:
+            # uncontended, the usual case: the lock is free from t on
+            if len(ends) > 64:
+                k = bisect_right(ends, self.timeline.prune_before(t))
+                del starts[:k], ends[:k]
+            starts.append(t)
+            ends.append(t + hold_ns)
+            cpu.system_ns += hold_ns
+            cpu.time = t + hold_ns
+            return
         if len(ends) > 64:
             k = bisect_right(ends, self.timeline.prune_before(t))
             if k:
@@ -135,7 +165,6 @@ class SpinLock:
         end = begin + hold_ns
         cpu.system_ns += end - t
         cpu.time = end
-        self.acquired += 1
 
     @property
     def free_at(self) -> int:
@@ -162,7 +191,7 @@ class MemoryBus:
     def transfer(self, start: int, nbytes: int, max_rate: float) -> int:
         """Move nbytes starting at ``start`` at up to max_rate; return the end time."""
         active = self._active
-        if len(active) > 32:
+        if len(active) > 8:
             horizon = self.timeline.prune_before(start)
             active = self._active = [iv for iv in active if iv[1] > horizon]
         others = 0

@@ -24,9 +24,10 @@ class MMStruct:
     and its mmap_sem (every fault takes it for reading: the read count is one
     cache line that every faulting CPU writes twice)."""
 
-    def __init__(self, name: str = "task", timeline=None, cost: dict | None = None):
+    def __init__(self, name: str = "task", timeline=None, cost: dict | None = None, distance=None):
         cost = cost or {}
-        bounce = (cost.get("lock_bounce_local_ns", 0), cost.get("lock_bounce_remote_ns", 0))
+        bounce = (cost.get("lock_bounce_local_ns", 0), cost.get("lock_bounce_remote_ns", 0), distance,
+                  cost.get("lock_bounce_router_ns", 0))
         self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, *bounce)
         self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce)
         self.pages = array("q")      # pfns of the anonymous pages, in fault order

@@ -35,7 +35,7 @@ REQUIRED = {
         "cacheline_hit_ns": int, "cacheline_miss_ns": int, "user_per_page_ns": int,
         "exit_per_page_ns": int, "clear_remote_bytes_per_ns": float,
         "cacheline_miss_remote_ns": int, "exit_remote_per_page_ns": int,
-        "lock_bounce_local_ns": int, "lock_bounce_remote_ns": int,
+        "lock_bounce_local_ns": int, "lock_bounce_remote_ns": int, "lock_bounce_router_ns": int,
         "exit_tlb_purge_per_page_ns": int,
     },
     "bte": {
@@ -137,6 +137,8 @@ def _check(prof: Profile) -> None:
             if typ in (int, float) and value < 0:
                 raise ProfileError(f"{prof.path}: [{section}] {key} must not be negative")
     m = prof.machine
+    if not isinstance(m.get("nodes_per_brick", 1), int) or m.get("nodes_per_brick", 1) < 1:
+        raise ProfileError(f"{prof.path}: nodes_per_brick must be a positive integer")
     if m["page_size"] & (m["page_size"] - 1) or m["page_size"] < 4096:
         raise ProfileError(f"{prof.path}: page_size must be a power of two >= 4096")
     if not 1 <= m["max_order"] <= 24:

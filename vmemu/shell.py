@@ -1,0 +1,107 @@
+"""`vmemu shell`: run a command where the emulated files sit over the real ones.
+
+procps (free, vmstat, sysctl) hardcodes /proc, so the only way to point it at
+the mount is a private mount namespace with the emulated files bind-mounted
+over their real counterparts (kernel-interfaces.md section 5).  The host's
+mount table is untouched: the binds live and die with the namespace.
+
+The bind list comes from the procfs table (vmemu.fs.procfs.build_tree), so a
+file added there is bound as soon as the host has a file to cover.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+# Directories bound whole: the host's versions hold entries the emulated
+# machine must not show (host sysctls, host NUMA nodes), and the emulated
+# ones hold entries the host lacks (scrub_* sysctls, node1..N).
+WHOLE_DIRS = ("proc/sys/vm", "sys/devices/system/node")
+
+
+class ShellError(Exception):
+    """A one-line reason the shell cannot start."""
+
+
+def table_paths(mountpoint: str) -> list[str]:
+    """Every file path of the emulated tree, relative to the mount (as the
+    daemon builds it).  Read from the mount itself so the running daemon's
+    profile (nodes, CPUs) is what counts."""
+    out = []
+    for root, dirs, files in os.walk(mountpoint):
+        dirs.sort()
+        rel = os.path.relpath(root, mountpoint)
+        for name in sorted(files):
+            out.append(os.path.normpath(os.path.join(rel, name)))
+    return out
+
+
+def bind_list(mountpoint: str, host_root: str = "/") -> list[tuple[str, str]]:
+    """(source in the mount, target on the host) for every emulated file or
+    WHOLE_DIRS directory that has a real counterpart to cover."""
+    mp = os.path.realpath(mountpoint)
+    binds = []
+    for d in WHOLE_DIRS:
+        if os.path.isdir(os.path.join(mp, d)) and os.path.isdir(os.path.join(host_root, d)):
+            binds.append((os.path.join(mp, d), os.path.join(host_root, d)))
+    for path in table_paths(mp):
+        if any(path.startswith(d + "/") for d in WHOLE_DIRS):
+            continue
+        target = os.path.join(host_root, path)
+        if os.path.isfile(target):
+            binds.append((os.path.join(mp, path), target))
+    return binds
+
+
+def fuse_options(mountpoint: str) -> set[str] | None:
+    """Mount and super options of the FUSE mount at mountpoint, or None."""
+    real = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            if fields[4].encode().decode("unicode_escape") == real and post.startswith("fuse"):
+                return set(fields[5].split(",")) | set(post.split()[2].split(","))
+    return None
+
+
+def unshare_argv(mountpoint: str, command: list[str]) -> list[str]:
+    """The unshare command line that binds everything and execs command."""
+    opts = fuse_options(mountpoint)
+    if opts is None:
+        raise ShellError(f"{mountpoint}: not mounted (vmemu mount {mountpoint})")
+    if os.geteuid() == 0:
+        ns = ["unshare", "--mount", "--propagation", "private"]
+    elif "allow_other" in opts:
+        # A user namespace gives us CAP_SYS_ADMIN over a new mount namespace;
+        # its root is still our uid on the host, so FUSE lets it in only with allow_other.
+        ns = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    else:
+        raise ShellError(f"{mountpoint}: not mounted with --allow-other; remount with "
+                         f"`vmemu mount --allow-other {mountpoint}` or run vmemu shell as root")
+    binds = bind_list(mountpoint)
+    if not binds:
+        raise ShellError(f"{mountpoint}: no emulated file has a real counterpart to cover")
+    # set -e: a bind that fails must not leave the command running on the real files.
+    script = "set -e\n" + "".join(f"mount --bind {shlex.quote(s)} {shlex.quote(t)}\n" for s, t in binds)
+    script += 'exec "$@"\n'
+    return [*ns, "--", "sh", "-c", script, "vmemu-shell", *command]
+
+
+def run(mountpoint: str, command: list[str]) -> int:
+    """Run command (default: the user's shell) in the namespace; its exit code."""
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+        print(f"vmemu: shell on {mountpoint}'s /proc and /sys; exit to leave", file=sys.stderr)
+    argv = unshare_argv(mountpoint, command)
+    env = dict(os.environ, VMEMU_MOUNTPOINT=os.path.realpath(mountpoint))
+    try:
+        rc = subprocess.run(argv, env=env).returncode
+    except FileNotFoundError:
+        raise ShellError("unshare not found: apt-get install util-linux") from None
+    except KeyboardInterrupt:       # the child got the SIGINT too and decides
+        return 130
+    return 128 - rc if rc < 0 else rc
