@@ -31,8 +31,8 @@ echo 100000 > "$M/proc/vmemu/fault"
 cat "$M/proc/vmemu/fault"
 cat "$M/proc/vmemu/zeroinfo"
 
-say "Turn scrubd off again (scrub_start >= MAX_ORDER)"
-echo 11 > "$M/proc/sys/vm/scrub_start"
+say "Turn scrubd off again (any scrub_start >= MAX_ORDER)"
+echo 99 > "$M/proc/sys/vm/scrub_start"
 cat "$M/proc/sys/vm/scrub_start"
 
 say "Bad input is refused like the kernel refuses it"

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+from .profiles import DEFAULT_PROFILE
+
 DEFAULT_MOUNTPOINT = "./mountpoint"
 MOUNT_TIMEOUT_S = 30
 
@@ -122,7 +124,8 @@ def cmd_mount(args) -> int:
 def add_mount(sub) -> None:
     p = sub.add_parser("mount", help="mount the emulated /proc and /sys")
     p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
-    p.add_argument("--profile", default="x86-64", help="shipped profile name or a .toml file")
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
+                   help=f"shipped profile name or a .toml file (default {DEFAULT_PROFILE}, the seed's machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--foreground", action="store_true", help="stay attached, log to stderr")
     p.add_argument("--allow-other", action="store_true", help="let other users in (modes still apply)")

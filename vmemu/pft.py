@@ -132,6 +132,8 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     pages_per_rep = nbytes // machine.page_size
     per_thread = [pages_per_rep // threads + (1 if t < pages_per_rep % threads else 0)
                   for t in range(threads)]
+    # one thread per CPU, filling a node before the next: the 2.6 scheduler
+    # places a new thread on its parent's node and balances within it first
     cpus = machine.cpus[:threads]
     before = [(c.user_ns, c.system_ns) for c in cpus]
     start = machine.now
