@@ -3,6 +3,7 @@
 import os
 import re
 import threading
+import time
 
 import pytest
 
@@ -74,6 +75,19 @@ def test_bad_words_einval(mounted, words):
     p = fault(mounted, words)
     assert p.returncode == 1 and "Invalid argument" in p.stderr, (words, p.stderr)
     assert read(mounted, "proc/vmemu/fault") == before
+
+
+@pytest.mark.parametrize("words", [f"pages=1 rep={8 * TOTAL_PAGES}", "pages=1 rep=33554432", "bytes=1G rep=17",
+                                   "pages=1 rep=99999999999999999999", "pages=1 rep=1" + "0" * 30,
+                                   "pages=10 threads=4294967297", "pages=10 threads=99999999999999999999",
+                                   "pages=10 threads=" + "9" * 5000, "9" * 5000])
+def test_huge_rep_or_threads_is_einval_at_once(mounted, words):
+    # A job holds the machine while it runs: one that would run for minutes is refused.
+    t0 = time.monotonic()
+    p = fault(mounted, words)
+    assert p.returncode == 1 and "Invalid argument" in p.stderr, (words[:40], p.stderr)
+    assert time.monotonic() - t0 < 5
+    assert fault(mounted, "1").returncode == 0
 
 
 def test_more_than_the_machine_has_is_enomem(mounted):

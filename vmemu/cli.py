@@ -96,7 +96,7 @@ def cmd_mount(args) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
         try:
             return serve(mp, args.profile, args.seed, args.backing, args.speed, args.allow_other,
-                         args.fuse_threads)
+                         args.fuse_threads, args.state)
         except SetupError as e:
             return die(str(e))
     cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
@@ -107,6 +107,8 @@ def cmd_mount(args) -> int:
         cmd.append("--allow-other")
     if args.nonempty:
         cmd.append("--nonempty")
+    if args.state:
+        cmd += ["--state", os.path.abspath(args.state)]
     with open(paths["log"], "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
@@ -116,6 +118,8 @@ def cmd_mount(args) -> int:
     if proc.poll() is not None:
         with open(paths["log"]) as f:
             tail = f.read().strip().splitlines()[-1:]
+        if tail and tail[0].startswith("vmemu: "):        # the daemon's own one-line reason
+            return die(f"{tail[0][len('vmemu: '):]} (log: {paths['log']})")
         return die(f"daemon exited ({tail[0] if tail else 'no log'}); log: {paths['log']}")
     print(f"vmemu: {args.profile} mounted on {mp} (pid {proc.pid}, log {paths['log']})")
     return 0
@@ -133,6 +137,9 @@ def add_mount(sub) -> None:
                    help="back page frames with host memory (default: the profile's choice)")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second while idle")
     p.add_argument("--nonempty", action="store_true", help="mount over a non-empty directory")
+    p.add_argument("--state", metavar="FILE",
+                   help="restore the machine from FILE if it exists (its profile must match; its seed "
+                        "and backing are kept); save it there on a clean unmount")
     p.add_argument("--fuse-threads", choices=("multi", "single"), default="multi",
                    help=argparse.SUPPRESS)   # for benchmarks/control_plane.py
     p.set_defaults(func=cmd_mount)

@@ -45,8 +45,10 @@ class Kernel:
         self.last_job = None
         self.last_pid = 1          # init; every task a job forks or a thread it starts takes a pid
         self.ctxt = 0
-        self.fail_page_alloc = FailPageAlloc(rng=random.Random(seed), printk=lambda s: log.info("%s", s.strip()))
-        machine.alloc.fail_page_alloc = self.fail_page_alloc
+        # A machine restored by `vmemu mount --state` brings its own (saved) fail_page_alloc.
+        fpa = machine.alloc.fail_page_alloc or FailPageAlloc(rng=random.Random(seed))
+        fpa.printk = lambda s: log.info("%s", s.strip())
+        self.fail_page_alloc = machine.alloc.fail_page_alloc = fpa
         self.tree = procfs.build_tree(self)
         self._stop = threading.Event()
 
@@ -173,14 +175,58 @@ def load_fuse():
     return mfusepy
 
 
+def restore_or_boot(state_file: str | None, profile: str, seed: int, backing: str | None) -> Machine:
+    """The machine saved in state_file (vmemu mount --state) if the file exists,
+    else a freshly booted one.  A bad file is a SetupError: nothing is mounted."""
+    if state_file and os.path.exists(state_file):
+        from .profiles import load_profile
+        from .state import StateError, load_state
+        try:
+            machine = load_state(state_file, profile_name=load_profile(profile).name)
+        except StateError as e:
+            raise SetupError(f"refusing --state {e}") from None
+        log.info("restored %s from %s", machine.profile.name, state_file)
+        return machine
+    machine = Machine(profile, seed=seed, backing=backing)
+    machine.boot_wall_time = time.time()
+    return machine
+
+
+def save_on_exit(kernel: Kernel, state_file: str | None) -> None:
+    """Save the machine to state_file after a clean unmount (not while a job holds it)."""
+    if not state_file:
+        return
+    from .state import StateError, save_state
+    if not kernel.lock.acquire(timeout=5):
+        log.error("not saving %s: a fault job still holds the machine", state_file)
+        return
+    try:
+        save_state(kernel.machine, state_file)
+        log.info("saved the machine to %s", state_file)
+    except (StateError, OSError) as e:
+        log.error("not saving %s: %s", state_file, e)
+    finally:
+        kernel.lock.release()
+
+
+def extra_fuse_options() -> dict:
+    """VMEMU_FUSE_OPTIONS="key=value,flag,...": FUSE mount options on top of
+    the defaults, for benchmarks/control_plane.py to compare settings."""
+    opts: dict = {}
+    for item in filter(None, os.environ.get("VMEMU_FUSE_OPTIONS", "").split(",")):
+        key, _, value = item.partition("=")
+        opts[key.strip()] = value.strip() if value else True
+    return opts
+
+
 def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = None,
-          speed: float = 1.0, allow_other: bool = False, threads: str = "multi") -> int:
+          speed: float = 1.0, allow_other: bool = False, threads: str = "multi",
+          state_file: str | None = None) -> int:
     """Mount and serve until unmounted or signalled (SIGTERM/SIGINT: libfuse's
     own handlers unmount; no Python handler is installed for them)."""
     mfusepy = load_fuse()
     from .fs.fuse_ops import VmemuOps
-    machine = Machine(profile, seed=seed, backing=backing)
-    machine.boot_wall_time = time.time()
+    machine = restore_or_boot(state_file, profile, seed, backing)
     kernel = Kernel(machine, seed)
     paths = state_paths(mountpoint)
     with open(paths["pid"], "w") as f:
@@ -196,6 +242,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
                 fsname="vmemu", subtype="vmemu", direct_io=True)
     if allow_other:
         opts["allow_other"] = True
+    opts.update(extra_fuse_options())
     try:
         mfusepy.FUSE(VmemuOps(kernel), mountpoint, **opts)
     except RuntimeError as e:
@@ -203,6 +250,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
         log.info("FUSE loop ended: %s", e)
     finally:
         kernel.stop_clock()
+        save_on_exit(kernel, state_file)
         for p in ("pid", "state"):
             try:
                 os.unlink(paths[p])
