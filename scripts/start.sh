@@ -7,18 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VMEMU_VENV:-.venv}
 
-need_apt=()
-command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
-ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so' || need_apt+=(libfuse3-3)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "start.sh: need ${need_apt[*]}: run as root or: sudo apt-get install ${need_apt[*]}" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+. scripts/lib/packages.sh
+need_packages start.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "py:venv python3-venv"
 [ -e /dev/fuse ] || { echo "start.sh: /dev/fuse is missing (container? run with --device /dev/fuse)" >&2; exit 1; }
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

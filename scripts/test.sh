@@ -6,21 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VMEMU_VENV:-.venv}
 
-need_apt=()
-command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
-ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so' || need_apt+=(libfuse3-3)
-command -v sysctl >/dev/null 2>&1 || need_apt+=(procps)
-command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: need the packages ${need_apt[*]}; run as root or install them first" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+. scripts/lib/packages.sh
+need_packages test.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "sysctl procps" \
+  "unshare util-linux" "gcc gcc libc6-dev" "py:venv python3-venv"
 # Optional: tests/test_exporter_formats.py runs the real node_exporter when it is
 # installed (a few seconds with apt) and skips that one test otherwise.
 if ! command -v prometheus-node-exporter >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then

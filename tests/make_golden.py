@@ -55,6 +55,10 @@ def observe(m, results, rows=None) -> dict:
         "scrub_daemons": [[d.state, d.inflight, sorted(d.stat.items())] for d in m.scrub.daemons],
         "buses": [(b.bytes, b.busy_ns, b.shared) for b in m.buses],
         "zone_lock_bounces": [z.lock.bounces for z in m.zones],
+        # the calendars state.py saves: they must come out the same too
+        "zone_lock_calendars": [(z.lock._starts, z.lock._ends, z.lock.last_cpu and z.lock.last_cpu.id)
+                                for z in m.zones],
+        "bus_calendars": [b._active for b in m.buses],
         "pcp": [[(cpu, [list(p.list) for p in lists]) for cpu, lists in sorted(z.pageset.items())]
                 for z in m.zones],
         "memory_sha256": memory_digest(m),

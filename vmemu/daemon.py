@@ -9,7 +9,11 @@ start) instead of waiting.  Writes to the model (sysctls, debugfs) wait for
 the job.  Single-threaded FUSE reads faster when idle (open+read+close of
 proc/buddyinfo: 10k-20k/s single vs 6k-7k/s multi on 2 vCPUs), but a 1 GiB
 fault job then stalls every reader for the whole job (4.2 s); multi-threaded,
-reads go on during it (2.5k-2.9k/s, slowest 12-40 ms).
+reads go on during it (2.5k-2.9k/s, slowest 12-40 ms).  Since then the
+worker threads keep their Python thread state (fuse_ops.keep_thread_state)
+and FLUSH is left unimplemented, which brought multi-threaded reads to about
+9k-10k/s (lxcfs: 5k-8k/s for /proc/meminfo on the same machine); longer
+entry/attr timeouts made no measurable difference (docs/performance.md).
 
 Virtual time: while no job runs, a background thread advances the machine by
 wall time x speed every ~100 ms.  A job advances virtual time itself; the

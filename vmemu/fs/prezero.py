@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 
 from ..arch.sn.bte import BTE_RESULT_NAMES, INJECTABLE
-from ..mm.fail_page_alloc import kstrtobool, kstrtoull
+from ..lib.kstrtox import kstrtobool, kstrtoull
 from ..mm.scrubd import POLICIES, RUNNING, SLEEPING, WAIT_CPU, WAIT_LOAD
 from .procfs import SYSFS_SIZE, File
 

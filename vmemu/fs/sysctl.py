@@ -48,6 +48,8 @@ from __future__ import annotations
 import errno
 from typing import Callable, Iterable, Optional
 
+from ..lib.kstrtox import digit_value
+
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
 ULONG_MAX = 2**64 - 1          # unsigned long on a 64-bit kernel
@@ -78,16 +80,6 @@ def _skip_spaces(buf: bytes, pos: int, end: int) -> int:
     return pos
 
 
-def _digit(c: int) -> int:
-    """Value of one ASCII digit in bases up to 16, or 99 for anything else."""
-    if 0x30 <= c <= 0x39:
-        return c - 0x30
-    lc = c | 0x20
-    if 0x61 <= lc <= 0x66:
-        return lc - 0x61 + 10
-    return 99
-
-
 def fixup_radix(s: bytes, pos: int) -> tuple[int, int]:
     """_parse_integer_fixup_radix for base 0: (base, index of first digit).
 
@@ -96,7 +88,7 @@ def fixup_radix(s: bytes, pos: int) -> tuple[int, int]:
     """
     if s[pos:pos + 1] != b"0":
         return 10, pos
-    hex_digit_follows = pos + 2 < len(s) and _digit(s[pos + 2]) < 16
+    hex_digit_follows = pos + 2 < len(s) and digit_value(s[pos + 2]) < 16
     if s[pos + 1:pos + 2] in (b"x", b"X") and hex_digit_follows:
         return 16, pos + 2
     return 8, pos
@@ -106,7 +98,7 @@ def parse_digits(s: bytes, pos: int, base: int) -> tuple[int, int]:
     """_parse_integer: (value, index after the last digit); value unbounded."""
     val = 0
     while pos < len(s):
-        d = _digit(s[pos])
+        d = digit_value(s[pos])
         if d >= base:
             break
         val = val * base + d

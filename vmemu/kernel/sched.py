@@ -64,13 +64,28 @@ class Timeline:
     earliest of all runnable CPUs).  Reservations that ended before it can
     never matter again and are pruned."""
 
-    __slots__ = ("horizon", "running", "next_tick", "on_tick")
+    __slots__ = ("horizon", "running", "next_tick", "on_tick", "solo_until", "events")
 
     def __init__(self):
         self.horizon = 0
         self.running = False     # inside sched.run; outside it calls arrive in time order
         self.next_tick = 1 << 62  # when on_tick(t) is next due (the load-average sample)
         self.on_tick = None
+        # While a task's step runs: the scheduler would resume this same task
+        # next, with nothing in between, for any next step starting before
+        # solo_until (no other task due earlier, no tick due).  0 otherwise.
+        self.solo_until = 0
+        self.events: EventQueue | None = None   # the machine's timed events, if any
+
+    def solo_bound(self) -> int:
+        """The time before which the running task may start more steps
+        without yielding: the scheduler's bound, and no timed event due
+        at or before then (events scheduled since the step began count)."""
+        bound = self.solo_until
+        events = self.events
+        if events is not None and events._heap and events._heap[0][0] < bound:
+            bound = events._heap[0][0]
+        return bound
 
     def prune_before(self, t: int) -> int:
         """The time before which reservations may be forgotten, for a request at t."""
@@ -212,6 +227,51 @@ class MemoryBus:
         self.busy_ns += end - start
         return end
 
+    def alone_during(self, first: int, last: int) -> bool:
+        """No booked transfer is in flight at any time in [first, last]."""
+        for s, e in self._active:
+            if e > first and s <= last:
+                return False
+        return True
+
+    def transfer_series(self, first: int, step: int, k: int, nbytes: int, duration: int, lead: int) -> None:
+        """What k calls of transfer() do for one agent alone on the bus
+        (alone_during(first, last start) holds), the j-th starting at
+        first + j*step and lasting duration (<= step), each from a scheduler
+        step that began ``lead`` ns before it: the same bookings, pruned at
+        the same horizons.
+
+        transfer() prunes, at a call whose calendar holds more than 8, every
+        booking that ended by that step's start.  Ours end before the next
+        step starts, and the others end before ``first`` or start after the
+        last transfer; so only the last pruning matters, and it keeps the
+        others that end after it plus ours from that call on."""
+        active = self._active
+        length, j, pruned_at = len(active), 0, -1
+        later = -1       # others that survive a pruning after the first call (they start after ours)
+        while j < k:
+            if length > 8:
+                pruned_at = j
+                horizon = first + j * step - lead
+                if j == 0:
+                    length = sum(1 for iv in active if iv[1] > horizon)
+                else:
+                    if later < 0:
+                        later = sum(1 for iv in active if iv[1] > horizon)
+                    length = later
+            m = min(k - j, max(1, 9 - length))   # calls that append before the next pruning
+            length += m
+            j += m
+        if pruned_at >= 0:
+            horizon = first + pruned_at * step - lead
+            active = [iv for iv in active if iv[1] > horizon]
+        else:
+            pruned_at = 0
+        begin, end = first + pruned_at * step, first + k * step
+        active.extend(zip(range(begin, end, step), range(begin + duration, end + duration, step)))
+        self._active = active
+        self.bytes += k * nbytes
+        self.busy_ns += k * duration
 
 Task = Generator[None, None, None]
 NEVER = 1 << 62
@@ -227,6 +287,7 @@ class EventQueue:
         self._heap: list = []
         self._seq = 0
         self.timeline = timeline
+        timeline.events = self
 
     def schedule(self, t: int, fn, *args) -> None:
         """Call fn(t, *args) at virtual time t."""
@@ -287,19 +348,35 @@ def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None,
 
 def _run_heap(heap, timeline, events) -> int:
     last = 0
+    pop, push = heapq.heappop, heapq.heappush
+    ev = events._heap if events is not None else None
     while heap:
-        if events is not None and events._heap and events._heap[0][0] <= heap[0][0]:
+        if ev and ev[0][0] <= heap[0][0]:
             events.run_one()        # a daemon step or a completion due before the next task step
             continue
-        t, seq, cpu, task = heapq.heappop(heap)
+        t, seq, cpu, task = pop(heap)
         if timeline is not None:
             timeline.horizon = t
             if t >= timeline.next_tick:
                 timeline.on_tick(t)
+            # This task's next step would again be the first to run if it
+            # starts before: the next tick, and the next task (by time, then
+            # start order).  Timed events are checked by Timeline.solo_bound.
+            bound = timeline.next_tick
+            if heap:
+                other_t, other_seq = heap[0][0], heap[0][1]
+                if seq < other_seq:
+                    other_t += 1
+                if other_t < bound:
+                    bound = other_t
+            timeline.solo_until = bound
         try:
             next(task)
         except StopIteration:
             last = max(last, cpu.time)
             continue
-        heapq.heappush(heap, (cpu.time, seq, cpu, task))
+        finally:
+            if timeline is not None:
+                timeline.solo_until = 0
+        push(heap, (cpu.time, seq, cpu, task))
     return last

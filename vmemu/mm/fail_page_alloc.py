@@ -61,6 +61,8 @@ import errno
 import random
 from typing import Callable, Optional
 
+from ..lib.kstrtox import S64_MAX, U64_MAX, kstrtobool, kstrtoll, kstrtoull  # noqa: F401
+
 # GFP bits the hook looks at, with their 2.6.x values (include/linux/gfp.h).
 # ignore-gfp-wait tests __GFP_WAIT (__GFP_DIRECT_RECLAIM in later kernels).
 GFP_HIGHMEM = 0x02
@@ -69,8 +71,6 @@ GFP_NOWARN = 0x200     # 6.x: suppresses the "forcing a failure" message
 GFP_NOFAIL = 0x800     # never failed, whatever the settings
 
 U32_MAX = 2**32 - 1
-U64_MAX = 2**64 - 1
-S64_MAX = 2**63 - 1
 
 # struct simple_attr's set_buf is char[24]: 23 bytes plus the NUL.
 SIMPLE_ATTR_SET_BUF = 24
@@ -207,74 +207,7 @@ class FailPageAlloc:
         return {a.name: a for a in attrs}
 
 
-# -- kstrto* ------------------------------------------------------------------
-
-def _digit(c: int) -> int:
-    """Value of one ASCII digit in bases up to 16, or 99 for anything else."""
-    if 0x30 <= c <= 0x39:
-        return c - 0x30
-    lc = c | 0x20
-    if 0x61 <= lc <= 0x66:
-        return lc - 0x61 + 10
-    return 99
-
-
-def _kstrtoull_nosign(s: bytes) -> int:
-    """_kstrtoull with base 0.  Raises OSError(EINVAL or ERANGE)."""
-    i, base = 0, 10
-    if s[:1] == b"0":
-        base = 8
-        if s[1:2] in (b"x", b"X") and len(s) > 2 and _digit(s[2]) < 16:
-            base, i = 16, 2
-    val, start = 0, i
-    while i < len(s) and _digit(s[i]) < base:
-        val = val * base + _digit(s[i])
-        i += 1
-    # The kernel keeps scanning past an overflow and checks it first.
-    if val > U64_MAX:
-        raise OSError(errno.ERANGE, "number does not fit in 64 bits")
-    if i == start:
-        raise OSError(errno.EINVAL, "not a number")
-    if s[i:i + 1] == b"\n":
-        i += 1
-    if i != len(s):
-        raise OSError(errno.EINVAL, "trailing garbage after number")
-    return val
-
-
-def kstrtoull(s: bytes) -> int:
-    """kstrtoull(s, 0, ...): one optional '+', no '-'."""
-    if s[:1] == b"+":
-        s = s[1:]
-    return _kstrtoull_nosign(s)
-
-
-def kstrtoll(s: bytes) -> int:
-    """kstrtoll(s, 0, ...): one optional '-' or '+'."""
-    if s[:1] == b"-":
-        tmp = _kstrtoull_nosign(s[1:])
-        if tmp > S64_MAX + 1:
-            raise OSError(errno.ERANGE, "number below the 64-bit minimum")
-        return -tmp
-    tmp = kstrtoull(s)
-    if tmp > S64_MAX:
-        raise OSError(errno.ERANGE, "number above the 64-bit maximum")
-    return tmp
-
-
-def kstrtobool(s: bytes) -> Optional[bool]:
-    """kstrtobool (5.19+, with t/f): the bool, or None where it says EINVAL."""
-    first, second = s[:1], s[1:2]
-    if first in (b"y", b"Y", b"t", b"T", b"1"):
-        return True
-    if first in (b"n", b"N", b"f", b"F", b"0"):
-        return False
-    if first in (b"o", b"O"):
-        if second in (b"n", b"N"):
-            return True
-        if second in (b"f", b"F"):
-            return False
-    return None
+# kstrto* live in vmemu/lib/kstrtox.py (lib/kstrtox.c); re-exported for the attrs below.
 
 
 def _c_string(data: bytes, bufsize: int) -> bytes:

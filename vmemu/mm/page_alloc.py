@@ -274,21 +274,50 @@ class PageAllocator:
         return pfn, how
 
     def rmqueue_bulk(self, zone: Zone, cpu: CPU, pcp, kind: int) -> int:
-        """Refill a per-CPU list with up to ``batch`` order-0 pages of its own kind."""
-        hold = self.zone_lock_ns
-        taken = 0
+        """Refill a per-CPU list with up to ``batch`` order-0 pages of its own kind.
+
+        rmqueue(zone, 0, kind) once per page takes the head block of the
+        smallest order that has one and splits it down (expand): its halves
+        become the only blocks below its order, so the next pages are that
+        block's, in ascending order, before any other block is touched; the
+        i-th page of a block (i > 0) pops the half of order ctz(i).  So this
+        takes whole blocks at a time, and a block taken in part leaves the
+        rest on the lists as the aligned pieces expand would have left:
+        same pages, same order, same lists, same splits."""
+        lists = [area.free_list for area in zone.free_area[kind]]
         state = zone.page_state
         start = zone.zone_start_pfn
-        for _ in range(pcp.batch):
-            got = rmqueue(zone, 0, kind)
-            if got is None:
+        pages = pcp.list
+        need = pcp.batch
+        taken = splits = 0
+        while need:
+            for order, blocks in enumerate(lists):
+                if blocks:
+                    break
+            else:
                 break
-            pfn, splits = got
-            pcp.list.appendleft(pfn)          # list_add_tail
-            state[pfn - start] = PS_PCP
-            hold += self.rmqueue_block_ns + splits * self.coalesce_step_ns
-            taken += 1
-        zone.lock.hold(cpu, hold)
+            pfn = blocks.popitem()[0]         # the head block of the smallest order
+            size = 1 << order
+            take = min(need, size)
+            pages.extendleft(range(pfn, pfn + take))     # list_add_tail, page by page
+            state[pfn - start: pfn - start + take] = _PCP_MARKS[:take] if take <= _MARKS else \
+                bytes([PS_PCP]) * take
+            # expand() splits `order` times for the first page, ctz(i) for the
+            # i-th: sum(ctz(i) for i in 1..n) == n - popcount(n)
+            splits += order + (take - 1) - bin(take - 1).count("1")
+            pos = take
+            while pos < size:                 # the untaken rest, in aligned pieces
+                low = pos & -pos
+                lists[low.bit_length() - 1][pfn + pos] = None
+                pos += low
+            taken += take
+            need -= take
+        for area, blocks in zip(zone.free_area[kind], lists):
+            area.nr_free = len(blocks)
+        zone.free_pages -= taken
+        if kind == ZEROED:
+            zone.zero_pages -= taken
+        zone.lock.hold(cpu, self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns)
         return taken
 
     def set_allocated(self, zone: Zone, pfn: int, order: int) -> None:
@@ -376,20 +405,43 @@ class PageAllocator:
 
     def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
         """Give ``count`` pages from the tail (coldest end) of a per-CPU list back
-        to the buddy lists, always as NOT_ZEROED."""
-        hold = self.zone_lock_ns
+        to the buddy lists, always as NOT_ZEROED.
+
+        free_one_page(zone, pfn, 0, NOT_ZEROED) per page, written out on the
+        free lists' dicts (nr_free is set from their sizes at the end)."""
         start = zone.zone_start_pfn
+        top = zone.max_order - 1
+        lists = [area.free_list for area in zone.free_area[NOT_ZEROED]]
         state = zone.page_state
+        popleft = pcp.list.popleft
         highest = -1
-        freed = 0
-        while freed < count and pcp.list:
-            pfn = pcp.list.popleft()
-            state[pfn - start] = PS_FREE
-            final, merges = free_one_page(zone, pfn, 0, NOT_ZEROED)
-            highest = max(highest, final)
-            hold += self.free_block_ns + merges * self.coalesce_step_ns
-            freed += 1
-        zone.lock.hold(cpu, hold)
+        merges = 0
+        freed = min(count, len(pcp.list))
+        # A buddy block that would run past the zone's end is never on a free
+        # list (every listed block lies inside the zone), so the membership
+        # test alone decides, as __free_one_page's two tests do together.
+        bits = [1 << o for o in range(top)]
+        for _ in range(freed):
+            pfn = popleft()
+            idx = pfn - start
+            state[idx] = PS_FREE
+            order = 0
+            while order < top:                # coalesce with free NOT_ZEROED buddies
+                buddy = start + (idx ^ bits[order])
+                blocks = lists[order]
+                if buddy not in blocks:
+                    break
+                del blocks[buddy]
+                idx &= ~bits[order]
+                order += 1
+            lists[order][start + idx] = None
+            merges += order
+            if order > highest:
+                highest = order
+        for area, blocks in zip(zone.free_area[NOT_ZEROED], lists):
+            area.nr_free = len(blocks)
+        zone.free_pages += freed
+        zone.lock.hold(cpu, self.zone_lock_ns + freed * self.free_block_ns + merges * self.coalesce_step_ns)
         if highest >= 0:
             self.coalesced(zone, highest, NOT_ZEROED, cpu)
         return freed
@@ -409,6 +461,10 @@ class PageAllocator:
     def coalesced(self, zone: Zone, order: int, kind: int, cpu: CPU) -> None:
         if self.on_coalesce is not None:
             self.on_coalesce(zone, order, kind, cpu.time)
+
+
+_MARKS = 4096
+_PCP_MARKS = bytes([PS_PCP]) * _MARKS
 
 
 @lru_cache(maxsize=None)
