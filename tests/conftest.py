@@ -24,7 +24,7 @@ def wait_for(cond, timeout: float = 20.0, step: float = 0.02):
             return value
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {timeout} s: {cond}")
-        time.sleep(step)
+        time.sleep(step)  # noqa: sleep-ok (the poll interval of a wait on a condition)
 
 
 def vmemu(*args, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -129,5 +129,12 @@ class RealMemory:
         return ctypes.string_at(addr, size)
 
     def close(self) -> None:
-        # The ctypes exports pin the mmaps; dropping our references lets them go.
-        self._arenas = []
+        """Give the arenas back to the host now (munmap), not when the last
+        reference goes: a run of several machines must not hold them all."""
+        arenas, self._arenas = self._arenas, []
+        self._last = (0, 0, None, 0)
+        for _start, _end, arena, _base in arenas:
+            try:
+                arena.close()
+            except BufferError:      # still exported somewhere: dropped with its last reference
+                pass
