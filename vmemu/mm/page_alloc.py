@@ -380,6 +380,17 @@ class PageAllocator:
     def free_pages(self, cpu: CPU, pfn: int, order: int) -> None:
         """__free_pages: order 0 to the per-CPU hot list, larger blocks to the
         buddy lists as NOT_ZEROED.  Freed pages are poisoned."""
+        if order == 0 and pfn.__class__ is int:
+            # the common case, checked without check_free's calls: an allocated
+            # order-0 page (state byte 1) of the zone last looked at
+            zone = self._last_zone
+            idx = pfn - zone.zone_start_pfn
+            if 0 <= idx < zone.spanned_pages and zone.page_state[idx] == 1:
+                self.memory.poison(pfn, 1)
+                self.cpu_stat[cpu.id]["pgfree"] += 1
+                zone.stat["pgfree"] += 1
+                self.free_hot_cold_page(zone, cpu, pfn, cold=False)
+                return
         zone = self.check_free(pfn, order)
         n = 1 << order
         self.memory.poison(pfn, n)
