@@ -5,8 +5,9 @@ the mount is a private mount namespace with the emulated files bind-mounted
 over their real counterparts (kernel-interfaces.md section 5).  The host's
 mount table is untouched: the binds live and die with the namespace.
 
-The bind list comes from the procfs table (vmemu.fs.procfs.build_tree), so a
-file added there is bound as soon as the host has a file to cover.
+The bind list is read from the mounted tree itself (the running daemon's
+procfs table, with its own node and CPU counts), so a file added to the table
+is bound as soon as the host has a file to cover.
 """
 
 from __future__ import annotations
