@@ -1,5 +1,6 @@
 """The proc_dointvec rules through the mount (kernel-interfaces.md §2)."""
 
+import contextlib
 import errno
 import os
 import shutil
@@ -20,6 +21,16 @@ def start(mounted):
     yield path
     with open(path, "w") as f:
         f.write("11\n")
+
+
+@contextlib.contextmanager
+def opened(path, flags):
+    """An fd on path, closed afterwards: the tests below need raw write()/pread()."""
+    fd = os.open(path, flags)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def value(path) -> str:
@@ -56,52 +67,37 @@ def test_echo_sets(start, text, expect):
 
 
 def test_two_numbers_consume_first_only(start):
-    fd = os.open(start, os.O_WRONLY)
-    try:
+    with opened(start, os.O_WRONLY) as fd:
         assert os.write(fd, b"5 6\n") == 2      # bytes consumed: "5 "
-    finally:
-        os.close(fd)
     assert value(start) == "5\n"
 
 
 def test_pwrite_at_offset_is_ignored_but_succeeds(start):
-    fd = os.open(start, os.O_WRONLY)
-    try:
+    with opened(start, os.O_WRONLY) as fd:
         assert os.pwrite(fd, b"7\n", 5) == 2
-    finally:
-        os.close(fd)
     assert value(start) == "11\n"
 
 
 def test_read_at_offset_gives_eof_and_short_buffer_truncates(start):
-    fd = os.open(start, os.O_RDONLY)
-    try:
+    with opened(start, os.O_RDONLY) as fd:
         assert os.pread(fd, 100, 1) == b""
         assert os.pread(fd, 1, 0) == b"1"
         assert os.pread(fd, 100, 0) == b"11\n"
         assert os.read(fd, 100) == b"11\n"
         assert os.read(fd, 100) == b""
-    finally:
-        os.close(fd)
 
 
 def test_empty_write_changes_nothing(start):
-    fd = os.open(start, os.O_WRONLY | os.O_TRUNC)
-    try:
+    with opened(start, os.O_WRONLY | os.O_TRUNC) as fd:
         assert os.write(fd, b"") == 0
-    finally:
-        os.close(fd)
     assert value(start) == "11\n"
 
 
 def test_oserror_errno_is_einval(start):
-    fd = os.open(start, os.O_WRONLY)
-    try:
+    with opened(start, os.O_WRONLY) as fd:
         with pytest.raises(OSError) as e:
             os.write(fd, b"50\r\n")
         assert e.value.errno == errno.EINVAL
-    finally:
-        os.close(fd)
 
 
 def test_each_sysctl_is_independent(mounted, start):

@@ -170,10 +170,15 @@ def cmd_umount(args) -> int:
     return 0
 
 
-def add_umount(sub) -> None:
-    p = sub.add_parser("umount", help="unmount and stop the daemon")
+def add_mountpoint_command(sub, name: str, help: str, func) -> None:
+    """A subcommand whose only argument is the mount point."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
-    p.set_defaults(func=cmd_umount)
+    p.set_defaults(func=func)
+
+
+def add_umount(sub) -> None:
+    add_mountpoint_command(sub, "umount", "unmount and stop the daemon", cmd_umount)
 
 
 # -- status ----------------------------------------------------------------------
@@ -207,9 +212,7 @@ def cmd_status(args) -> int:
 
 
 def add_status(sub) -> None:
-    p = sub.add_parser("status", help="profile, pid, virtual uptime and mount state")
-    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
-    p.set_defaults(func=cmd_status)
+    add_mountpoint_command(sub, "status", "profile, pid, virtual uptime and mount state", cmd_status)
 
 
 # -- shell -----------------------------------------------------------------------
