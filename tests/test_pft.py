@@ -33,6 +33,7 @@ def run(*args, check=True):
     (["--profile", "nope"], "unknown profile"),
     (["-c", "129"], "has 128 cache lines"),
     (["-f", "x"], "threads must be integers"),
+    (["-j", "0"], "-j must be positive"),
 ])
 def test_bad_options_are_usage_errors(args, message):
     p = run(*args, check=False)
@@ -97,6 +98,19 @@ def test_plot_needs_matplotlib_or_writes_png(tmp_path):
         assert p.returncode == 1 and "needs matplotlib" in p.stderr
     else:
         assert p.returncode == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rows_in_parallel_processes_are_the_rows_run_one_by_one():
+    args = ("-b", str(32 << 20), "-r", "2", "-f", "1,2,4,8", "--kernel", "prezero", "--format", "csv")
+    one_by_one = run(*args, "-j", "1").stdout
+    assert len(one_by_one.splitlines()) == 5
+    assert run(*args, "-j", "3").stdout == one_by_one
+
+
+def test_a_row_that_fails_in_a_worker_is_reported():
+    # x86-64 has 2 GiB; a 3 GiB task runs out of memory in its worker process
+    p = run("-g", "3", "-f", "1,2", "--profile", "x86-64", "--backing", "none", "-j", "2", check=False)
+    assert p.returncode == 1 and "pft: out of memory" in p.stderr, p.stderr
 
 
 def test_progress_only_on_a_terminal():

@@ -261,9 +261,11 @@ def cmd_pft(args) -> int:
         profile = load_profile(args.profile)
     except ProfileError as e:
         args.parser.error(str(e))
+    if args.jobs is not None and args.jobs <= 0:
+        args.parser.error(f"-j must be positive, got {args.jobs}")
     if args.compare_seed:
         pairs = pft.compare_seed(profile, args.seed, backing=args.backing or "none",
-                                 progress=pft.Progress(sys.stderr))
+                                 progress=pft.Progress(sys.stderr), jobs=args.jobs)
         print(pft.format_comparison(pairs))
         if args.plot:
             return pft.plot(pairs, args.plot)
@@ -275,19 +277,14 @@ def cmd_pft(args) -> int:
         args.parser.error(problems)
     scrub = {k: v for k, v in (("scrub_start", args.scrub_start), ("scrub_stop", args.scrub_stop),
                                ("scrub_load", args.scrub_load)) if v is not None}
-    results = []
-    progress = pft.Progress(sys.stderr)
-    for n in threads:
-        m = pft.prepare_machine(profile, args.seed, args.kernel, prezeroed=args.prezeroed,
-                                backing=args.backing, scrub=scrub, bte=args.bte)
-        try:
-            results.append(pft.run_job(m, nbytes, n, args.rep, args.cachelines, bzero=args.zero,
-                                       progress=progress))
-        except pft.JobError as e:
-            return die(f"pft: {e.strerror}")
-        finally:
-            m.close()
-    progress.done()
+    specs = [{"machine": dict(profile=profile, seed=args.seed, kernel=args.kernel, prezeroed=args.prezeroed,
+                              backing=args.backing, scrub=scrub, bte=args.bte),
+              "job": dict(nbytes=nbytes, threads=n, rep=args.rep, cachelines=args.cachelines, bzero=args.zero)}
+             for n in threads]
+    try:
+        results = pft.run_rows(specs, args.jobs, pft.Progress(sys.stderr))
+    except pft.JobError as e:
+        return die(f"pft: {e.strerror}")
     print(pft.format_results(results, args.format, title=args.title or args.format in ("csv", "json")))
     if args.plot:
         return pft.plot([(None, r) for r in results], args.plot, kernel=args.kernel)
@@ -317,6 +314,9 @@ def add_pft(sub) -> None:
     p.add_argument("--bte", action="store_true", help="let scrubd use the Altix BTE (the seed's table had none)")
     p.add_argument("--backing", choices=("real", "none"), help="override the profile's memory backing")
     p.add_argument("--format", choices=("2004", "2006", "csv", "json"), default="2004")
+    p.add_argument("-j", "--jobs", type=int,
+                   help="rows to run at once, each in its own process (default: one per host CPU, "
+                        "as host memory allows); the rows are the same whatever the number")
     p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
     p.add_argument("--compare-seed", action="store_true",
                    help="run the seed's 9 rows on the profile and print ours beside the seed's")

@@ -152,7 +152,8 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     # one thread per CPU, filling a node before the next: the 2.6 scheduler
     # places a new thread on its parent's node and balances within it first
     cpus = machine.cpus[:threads]
-    before = [(c.user_ns, c.system_ns) for c in cpus]
+    # the task's own times (getrusage): kscrubd's time on these CPUs is not pft's
+    before = [(c.user_ns, c.system_ns - c.kthread_ns) for c in cpus]
     start = machine.now
     for _ in range(rep):
         mm = MMStruct("pft", machine.timeline, machine.cost, machine.distance)
@@ -175,7 +176,7 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
             raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "
                                          f"on {machine.profile.name}; every page of the job was freed")
     user = sum(c.user_ns - b[0] for c, b in zip(cpus, before))
-    system = sum(c.system_ns - b[1] for c, b in zip(cpus, before))
+    system = sum(c.system_ns - c.kthread_ns - b[1] for c, b in zip(cpus, before))
     return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system,
                      machine.now - start)
 
@@ -226,24 +227,119 @@ def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", p
     return m
 
 
-def run_seed_row(row: dict, profile="altix-8", seed: int = 0, backing: str | None = "none",
-                 overrides: dict | None = None, progress=None) -> JobResult:
-    kernel = "stock" if row["kernel"] == "stock" else "prezero"
-    m = prepare_machine(profile, seed, kernel, prezeroed=row["kernel"] == "prezero-allzeroed",
-                        backing=backing, overrides=overrides)
+def run_row(spec: dict, progress=None) -> JobResult:
+    """One row on a fresh machine: ``spec`` holds prepare_machine's keywords
+    under "machine" and run_job's under "job"."""
+    m = prepare_machine(**spec["machine"])
     try:
-        return run_job(m, int(row["gb"]) << 30, int(row["threads"]), int(row["rep"]), 1, progress=progress)
+        return run_job(m, progress=progress, **spec["job"])
     finally:
         m.close()
 
 
+def seed_row_spec(row: dict, profile="altix-8", seed: int = 0, backing: str | None = "none",
+                  overrides: dict | None = None) -> dict:
+    kernel = "stock" if row["kernel"] == "stock" else "prezero"
+    return {"machine": dict(profile=profile, seed=seed, kernel=kernel,
+                            prezeroed=row["kernel"] == "prezero-allzeroed", backing=backing,
+                            overrides=overrides),
+            "job": dict(nbytes=int(row["gb"]) << 30, threads=int(row["threads"]), rep=int(row["rep"]),
+                        cachelines=1)}
+
+
+def run_seed_row(row: dict, profile="altix-8", seed: int = 0, backing: str | None = "none",
+                 overrides: dict | None = None, progress=None) -> JobResult:
+    return run_row(seed_row_spec(row, profile, seed, backing, overrides), progress)
+
+
 def compare_seed(profile="altix-8", seed: int = 0, backing: str | None = "none",
-                 overrides: dict | None = None, progress=None) -> list[tuple[dict, JobResult]]:
+                 overrides: dict | None = None, progress=None, jobs: int | None = None
+                 ) -> list[tuple[dict, JobResult]]:
     """Every seed row next to ours."""
-    pairs = [(row, run_seed_row(row, profile, seed, backing, overrides, progress)) for row in seed_rows()]
+    rows = seed_rows()
+    specs = [seed_row_spec(row, profile, seed, backing, overrides) for row in rows]
+    return list(zip(rows, run_rows(specs, jobs, progress)))
+
+
+# ---------------------------------------------------------------------------
+# Rows in parallel
+#
+# Each row of a table runs on a fresh machine of its own, so rows are
+# independent: running them in several host processes gives the same rows,
+# byte for byte, as running them one after the other, in less host time.
+
+def default_jobs(specs: list[dict]) -> int:
+    """One process per host CPU, no more than there are rows, and no more
+    machines with real memory than the host has memory available for."""
+    import os
+    jobs = min(len(specs), len(os.sched_getaffinity(0)))
+    real = [_profile_of(s) for s in specs]
+    real = [p for p, s in zip(real, specs) if (s["machine"].get("backing") or p.machine["backing"]) == "real"]
+    if real and jobs > 1:
+        import psutil
+        from .profiles import parse_size
+        biggest = max(p.machine["nodes"] * parse_size(p.machine["node_memory"]) for p in real)
+        jobs = min(jobs, psutil.virtual_memory().available // biggest)
+    return max(1, jobs)
+
+
+def _profile_of(spec: dict):
+    from .profiles import load_profile
+    profile = spec["machine"]["profile"]
+    return load_profile(profile, spec["machine"].get("overrides")) if isinstance(profile, str) else profile
+
+
+def run_rows(specs: list[dict], jobs: int | None = None, progress=None) -> list[JobResult]:
+    """run_row for every spec, in up to ``jobs`` processes (default_jobs when
+    None); results in the order given.  A row's JobError is raised."""
+    jobs = default_jobs(specs) if jobs is None else jobs
+    if jobs <= 1 or len(specs) <= 1:
+        results = [run_row(spec, progress) for spec in specs]
+    else:
+        results = _run_rows_parallel(specs, jobs, progress)
     if progress is not None:
         progress.done()
-    return pairs
+    return results
+
+
+_shared_faults = None      # in a worker: the parent's fault counter
+
+
+class _SharedTicks:
+    """A worker's Progress: adds its ticks to the parent's counter."""
+
+    def tick(self, n: int) -> None:
+        with _shared_faults.get_lock():
+            _shared_faults.value += n
+
+
+def _init_worker(counter) -> None:
+    global _shared_faults
+    _shared_faults = counter
+
+
+def _row_in_worker(spec: dict) -> JobResult:
+    return run_row(spec, _SharedTicks() if _shared_faults is not None else None)
+
+
+def _run_rows_parallel(specs: list[dict], jobs: int, progress) -> list[JobResult]:
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    ctx = multiprocessing.get_context("fork")     # a CLI process, no threads: fork is safe and quick
+    counter = ctx.Value("q", 0)
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(counter,)) as pool:
+        futures = [pool.submit(_row_in_worker, spec) for spec in specs]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            if progress is not None:
+                progress.tick(counter.value - progress.faults)
+            if any(f.exception() is not None for f in done):
+                for f in pending:
+                    f.cancel()
+                break
+        return [f.result() for f in futures]
 
 
 def format_comparison(pairs) -> str:

@@ -26,7 +26,7 @@ USER_HZ = 100
 class CPU:
     """One emulated CPU: its timeline and its cpustat accounting (ns)."""
 
-    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "owner", "name")
+    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "kthread_ns", "owner", "name")
 
     def __init__(self, cpu_id: int, node: int):
         self.id = cpu_id
@@ -34,6 +34,7 @@ class CPU:
         self.time = 0          # virtual ns up to which this CPU has executed
         self.user_ns = 0
         self.system_ns = 0
+        self.kthread_ns = 0    # the part of system_ns kernel daemons (kscrubd) spent here
         self.owner = None      # the task or kernel thread running on it, None when idle
         self.name = f"cpu{cpu_id}"
 

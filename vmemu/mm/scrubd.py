@@ -127,6 +127,7 @@ class Kscrubd:
         start = cpu.time
         did = self.one_pass(cpu)
         self.stat["cpu_ns"] += cpu.time - start
+        cpu.kthread_ns += cpu.time - start
         if did:
             self.stat["passes"] += 1
             self.m.events.schedule(cpu.time, self.step)
