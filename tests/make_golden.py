@@ -34,7 +34,7 @@ def memory_digest(m) -> str | None:
     import ctypes
     h = hashlib.sha256()
     chunk = 64 * MiB
-    for _start, _end, arena, base in m.memory._arenas:
+    for _start, _end, arena, base, _fresh in m.memory._arenas:
         size = len(arena)
         for off in range(0, size, chunk):
             n = min(chunk, size - off)
