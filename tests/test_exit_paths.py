@@ -206,3 +206,21 @@ def test_dirty_zeroed_pages_are_caught_when_deferred(monkeypatch, caplog):
     assert fast["snapshot"]["counters"]["prezero_verify_fail"] > 0
     assert len(fast["log"]) == fast["snapshot"]["counters"]["prezero_verify_fail"]
     assert fast == slow
+
+
+def test_a_watched_verify_zero_sees_every_fault():
+    """benchmarks/zero_guarantee.py wraps verify_zero to read every page handed
+    out for __GFP_ZERO: then no fault leaves its check for later."""
+    m = pft.prepare_machine("altix-8", 1, "prezero", backing="real", overrides={"machine.node_memory": "256M"})
+    try:
+        seen = []
+        verify = m.alloc.verify_zero
+
+        def watch(cpu, zone, pfn, order):
+            seen.append(pfn)
+            verify(cpu, zone, pfn, order)
+        m.alloc.verify_zero = watch
+        pft.run_job(m, 32 << 20, 3, 1, 1)
+        assert len(seen) == m.counters()["pgfault"] == (32 << 20) // m.page_size
+    finally:
+        m.close()
