@@ -110,27 +110,33 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, f
     the horizon the scheduler would have set."""
     do_fault, fault_run = fault.do_anonymous_page, fault.fault_run
     timeline = mm.page_table_lock.timeline
+    solo_bound = timeline.solo_bound
     # -z: the thread bzero()s the page it just faulted, in user space
     bzero_ns = int(fault.alloc.page_size / fault.alloc.clear_bytes_per_ns) if bzero else 0
     i = 0
     while i < npages:
         if do_fault(cpu, mm, cachelines) is None:
             failed.append(cpu.id)
-            return
+            break
         if bzero:
             cpu.user(bzero_ns)
         begun = i
         i += 1
-        if i < npages:
+        bound = solo_bound()
+        # fault_run does nothing once this CPU is at the bound: threads
+        # that interleave at every fault skip the call
+        if i < npages and cpu.time < bound:
             i += fault_run(cpu, mm, cachelines, npages - i, bzero_ns)
+            bound = solo_bound()
         if progress is not None:
             # one tick of 0x1000 per fault index that is a multiple of 0x1000
             for _ in range(((i - 1) >> 12) - ((begun - 1) >> 12)):
                 progress.tick(0x1000)
-        if cpu.time < timeline.solo_bound():
+        if cpu.time < bound:
             timeline.horizon = cpu.time       # the next step starts now, as run() would start it
         else:
             yield
+    fault.finish_deferred(mm)                 # the real memory of the faults, in order before the thread ends
 
 
 def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):

@@ -142,7 +142,13 @@ class SpinLock:
         last = self.last_cpu
         if last is not cpu:
             if last is not None:
-                bounce = self.bounce_cost(last.node, cpu.node)
+                # bounce_cost(last.node, cpu.node), written out: this is every fault's path
+                if last.node == cpu.node:
+                    bounce = self.bounce_local_ns
+                elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
+                    bounce = self.bounce_remote_ns
+                else:
+                    bounce = self.bounce_router_ns
                 cpu.time += bounce
                 cpu.system_ns += bounce
                 self.bounces += 1

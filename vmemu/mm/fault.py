@@ -11,7 +11,8 @@ earlier (by scrubd, the BTE, or at set-up) is not.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from itertools import chain
 
 from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
@@ -35,6 +36,9 @@ class MMStruct:
         self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce)
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
+        # faulted pages whose real memory is not done yet (do_anonymous_page):
+        # (cpu, cleared, cachelines) -> pfns
+        self.deferred: dict[tuple, list[int]] = {}
 
     @property
     def rss(self) -> int:
@@ -59,35 +63,131 @@ class FaultPath:
         self.page_zone = alloc.page_zone
         self.cache_line = cache_line
         self.page_size = alloc.page_size
+        # The common-case fault leaves its real-memory work for later (see
+        # finish_deferred), unless something watches every page's zero
+        # check as it happens: benchmarks/zero_guarantee.py wraps this
+        # allocator's verify_zero, and then every fault takes the general path.
+        self.watched = "verify_zero" in vars(alloc)
 
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct, cachelines: int) -> int | None:
         """One fault plus the user's touch of ``cachelines`` lines.
         Returns the pfn, or None when the allocation failed (the fault's VM_FAULT_OOM)."""
-        cpu.sys(self.fault_entry_ns)
-        mm.mmap_sem.hold(cpu, 0)                    # down_read(&mm->mmap_sem)
+        cpu.time += self.fault_entry_ns             # cpu.sys: the trap
+        cpu.system_ns += self.fault_entry_ns
+        sem = mm.mmap_sem                           # down_read(&mm->mmap_sem): hold(cpu, 0),
+        if sem.last_cpu is cpu:                     # an atomic on the count's line, which
+            sem.acquired += 1                       # bounces only when another CPU had it
+        else:
+            sem.hold(cpu, 0)
         lock = mm.page_table_lock
         lock.hold(cpu, self.pte_lock_ns)            # handle_pte_fault: find the pte is none
-        got = self.alloc.alloc_pages_how(cpu, 0, GFP_ANON)
-        if got is None:
-            return None
-        pfn, how = got
+        alloc = self.alloc
+        got = None if self.watched else alloc.alloc_zeroed_page(cpu, GFP_ANON)
+        if got is not None:
+            pfn, how, zone = got
+        else:
+            got = alloc.alloc_pages_how(cpu, 0, GFP_ANON)
+            if got is None:
+                return None
+            pfn, how = got
+            zone = None                             # cleared and checked already
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
-        mm.mmap_sem.hold(cpu, 0)                    # up_read
+        sem.acquired += 1                           # up_read: the line is still ours (hold(cpu, 0))
         mm.pages.append(pfn)
-        self.alloc.cpu_stat[cpu.id]["pgfault"] += 1
-        # user space: the touch loop; a line not in this CPU's cache comes
-        # from the page's memory, local or remote
+        alloc.cpu_stat[cpu.id]["pgfault"] += 1
+        self._user_touch(cpu, mm, pfn, how, zone, cachelines)
+        return pfn
+
+    def _user_touch(self, cpu: CPU, mm: MMStruct, pfn: int, how: int, zone, cachelines: int) -> None:
+        """User space: the touch loop.  A line not in this CPU's cache comes
+        from the page's memory, local or remote.  ``zone`` is None when the
+        page was cleared and checked already, else that is left for later."""
         if how == ALLOC_CLEARED:
             line_ns = self.hit_ns
-        elif self.page_zone(pfn).node == cpu.node:
+        elif (zone or self.page_zone(pfn)).node == cpu.node:
             line_ns = self.miss_ns
         else:
             line_ns = self.miss_remote_ns
-        cpu.user(self.user_per_page_ns + cachelines * line_ns)
-        if self.memory.real:
+        ns = self.user_per_page_ns + cachelines * line_ns
+        cpu.time += ns                              # cpu.user
+        cpu.user_ns += ns
+        if not self.memory.real:
+            return
+        if zone is None:
             for line in range(cachelines):
                 self.memory.touch(pfn, line * self.cache_line, 1)
-        return pfn
+            return
+        key = (cpu, how == ALLOC_CLEARED, cachelines)
+        pending = mm.deferred.get(key)
+        if pending is None:
+            pending = mm.deferred[key] = []
+        pending.append(pfn)
+        if len(pending) >= self.DEFER_MAX:
+            self.finish_deferred(mm)
+
+    # -- real memory of faulted pages, later and in runs ----------------------
+    #
+    # A fault's real-memory work (clear the page unless it came zeroed,
+    # check it is zero, touch the user's lines) changes no virtual time and
+    # no counter unless the check fails.  Nothing but the faulting task can
+    # read or write an allocated page: scrubd and the BTE only take free
+    # blocks, and the page is freed only by exit_mmap, which finishes this
+    # work first.  So do_anonymous_page may leave it for later, and it is
+    # then done for many pages at once, in sorted contiguous runs, each page
+    # still cleared, checked, then touched.  The check sees what it would
+    # have seen at the fault: the page's bytes have not changed since.  A
+    # failed check counts, logs and clears the page as verify_zero does,
+    # charged to the faulting CPU; only the moment of the log line moves.
+
+    DEFER_MAX = 1024       # pages per list before the work is done anyway
+    CLEAR_PIECE = 256 << 10     # bytes of a run cleared and checked at a time
+
+    def finish_deferred(self, mm: MMStruct) -> None:
+        """Do the real-memory work do_anonymous_page left for later: the
+        pages of every CPU together (threads of one node take turns at the
+        same blocks), the same work at a time."""
+        deferred, mm.deferred = mm.deferred, {}
+        work: dict[tuple[bool, int], list] = {}    # (cleared, cachelines) -> [(cpu, pfns)]
+        for (cpu, cleared, cachelines), pfns in deferred.items():
+            work.setdefault((cleared, cachelines), []).append((cpu, pfns))
+        for (cleared, cachelines), lists in work.items():
+            order = sorted(chain.from_iterable(pfns for _cpu, pfns in lists))
+            for zone, group in self._by_zone(order):
+                for first, n in pfn_runs(group):
+                    self._clear_check_touch(lists, zone, first, n, cleared, cachelines)
+
+    def _clear_check_touch(self, lists: list, zone, first: int, n: int, cleared: bool, cachelines: int) -> None:
+        """One run of pages: clear (when cleared), check, touch.  A run to
+        clear goes a piece at a time, checked while still in the host's cache."""
+        memory = self.memory
+        piece = max(1, self.CLEAR_PIECE // self.page_size) if cleared else n
+        for at in range(first, first + n, piece):
+            k = min(piece, first + n - at)
+            if cleared:
+                memory.clear(at, k)
+            if not memory.is_zero(at, k):
+                self._verify_each(lists, zone, at, k)
+            if cachelines:
+                memory.touch_lines(at, k, cachelines, self.cache_line, 1)
+
+    def _verify_each(self, lists: list, zone, first: int, n: int) -> None:
+        """verify_zero for each page of a run that is not all zero: find,
+        count, log and clear each bad page, charged to the CPU that faulted it."""
+        faulted_by = {pfn: cpu for cpu, pfns in lists for pfn in pfns}
+        for pfn in range(first, first + n):
+            self.alloc.verify_zero(faulted_by[pfn], zone, pfn, 0)
+
+    def _by_zone(self, order: list[int]) -> list:
+        """Ascending pfns split by zone: (zone, its pfns) each; PageAllocError
+        for a pfn outside every zone."""
+        groups = []
+        lo, n = 0, len(order)
+        while lo < n:
+            zone = self.alloc.page_zone(order[lo])
+            hi = bisect_left(order, zone.zone_start_pfn + zone.spanned_pages, lo)
+            groups.append((zone, order[lo:hi]))
+            lo = hi
+        return groups
 
     # -- the batched fast path ----------------------------------------------
     #
@@ -240,6 +340,8 @@ class FaultPath:
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
         """Task exit: zap ptes and free pages, the most recent first, at most
         ``limit`` of them (all by default). Returns pages freed."""
+        if mm.deferred:
+            self.finish_deferred(mm)
         pages = mm.pages
         n = len(pages) if limit is None else min(limit, len(pages))
         free = self.alloc.free_pages
@@ -250,13 +352,9 @@ class FaultPath:
             # across NUMAlink) while its ptes are zapped
             local += self.tlb_purge_ns
             remote += self.tlb_purge_ns
-        done = 0
-        while done < n:
-            k = self._exit_run(cpu, mm, n - done, local, remote)
-            if not k:
-                break
-            done += k
-        for _ in range(n - done):
+        if n and self._exit_run(cpu, mm, n, local, remote):
+            return n
+        for _ in range(n):
             pfn = pages.pop()
             # zap the pte and free: the struct page and its zone live with the memory
             cpu.sys(local if page_zone(pfn).node == cpu.node else remote)
@@ -264,67 +362,92 @@ class FaultPath:
         return n
 
     def _exit_run(self, cpu: CPU, mm: MMStruct, limit: int, local: int, remote: int) -> int:
-        """exit_mmap's loop for the most recent pages while they are order-0
-        pages of one zone that free_pages would accept: each costs the same
-        (zap + per-CPU list op) until the hot list is full, when that free
-        first gives a batch back to the buddy lists (free_pages_bulk, at the
-        time it would run).  Pages are poisoned and marked per-CPU a run at a
-        time; nothing reads them in between.  Returns pages freed (0: use
-        the page-by-page loop, which also reports errors)."""
+        """exit_mmap's loop for the ``limit`` most recent pages at once, when
+        every one is an order-0 page that free_pages would accept (allocated,
+        inside a zone, none twice).  Returns pages freed (0: use the
+        page-by-page loop, which also reports errors).
+
+        Nothing else runs inside a scheduler step, so the only things the
+        loop's order decides are the CPU's time and each zone's hot list.
+        Each free costs the zap (local or remote: where the struct page
+        lives) plus a per-CPU list op, and appends to its zone's hot list;
+        when that list is full, that free first gives a batch back to the
+        buddy lists (free_pages_bulk) at the time it would run, which books
+        the zone lock and may wake scrubd then.  The pages of several zones
+        interleave (one per faulting thread), so the loop keeps every zone's
+        room and walks the pages in exit order.  Poisoning and the page
+        state bytes are done first, a sorted run at a time: poisoning
+        touches only these pages, which nothing reads before they reach the
+        buddy lists, and free_pages_bulk only ever turns a mark into
+        PS_FREE after it was set."""
         pages = mm.pages
-        alloc = self.alloc
-        last = pages[-1]
-        zone = alloc._last_zone
-        start = zone.zone_start_pfn
-        if not start <= last < start + zone.spanned_pages:
-            try:
-                zone = alloc.page_zone(last)
-            except ValueError:
-                return 0
-            start = zone.zone_start_pfn
-        lists = zone.pageset.get(cpu.id)
-        if lists is None:
+        chunk = pages[len(pages) - limit:]
+        chunk.reverse()                       # the most recent first
+        groups = self._exit_groups(chunk)
+        if groups is None:
             return 0
-        end = start + zone.spanned_pages
-        pfns = []
-        for pfn in reversed(pages[len(pages) - limit:]):
-            if not start <= pfn < end:
-                break
-            pfns.append(pfn)
-        k = len(pfns)
-        if k == 0 or len(set(pfns)) != k:
-            return 0
-        runs = pfn_runs(pfns)
-        state = zone.page_state
-        for first, n in runs:
-            if state[first - start: first - start + n].count(1) != n:
-                return 0                      # not all allocated with order 0: check_free will say why
-        del pages[len(pages) - k:]
-        memory = self.memory
+        del pages[len(pages) - limit:]
         pcp_mark = bytes([PS_PCP])
-        for first, n in runs:
-            state[first - start: first - start + n] = pcp_mark * n
-            memory.poison(first, n)
-        step = (local if zone.node == cpu.node else remote) + alloc.pcp_op_ns
-        pcp = lists[PCP_HOT]
-        hot = pcp.list
-        i = 0
-        while i < k:
-            room = min(pcp.high - len(hot), k - i)
-            if room > 0:
-                cpu.time += room * step
-                cpu.system_ns += room * step
-                hot.extend(pfns[i: i + room])
-                i += room
-            else:
-                cpu.time += step
-                cpu.system_ns += step
-                alloc.free_pages_bulk(zone, cpu, pcp, pcp.batch)
-                hot.append(pfns[i])
-                i += 1
-        alloc.cpu_stat[cpu.id]["pgfree"] += k
-        zone.stat["pgfree"] += k
-        return k
+        for zone, _pfns, runs in groups:
+            state, start = zone.page_state, zone.zone_start_pfn
+            for first, n in runs:
+                state[first - start: first - start + n] = pcp_mark * n
+                self.memory.poison(first, n)
+        self._free_hot_pages(cpu, chunk, groups, local, remote)
+        self.alloc.cpu_stat[cpu.id]["pgfree"] += limit
+        return limit
+
+    def _free_hot_pages(self, cpu: CPU, chunk, groups: list, local: int, remote: int) -> None:
+        """free_hot_cold_page for each page of chunk, in order, on its zone's hot list."""
+        alloc = self.alloc
+        where = {}                            # pfn -> its zone's slot
+        steps, hots, rooms, pcps, zones = [], [], [], [], []
+        for slot, (zone, pfns, _runs) in enumerate(groups):
+            where.update(dict.fromkeys(pfns, slot))
+            pcp = zone.pcp(cpu.id)[PCP_HOT]
+            steps.append((local if zone.node == cpu.node else remote) + alloc.pcp_op_ns)
+            hots.append(pcp.list)
+            rooms.append(pcp.high - len(pcp.list))
+            pcps.append(pcp)
+            zones.append(zone)
+            zone.stat["pgfree"] += len(pfns)
+        spent = 0                             # time of the frees since cpu.time was last set
+        for pfn in chunk:
+            slot = where[pfn]
+            spent += steps[slot]
+            if rooms[slot] <= 0:              # the list is full: a batch goes back first
+                cpu.time += spent
+                cpu.system_ns += spent
+                spent = 0
+                pcp = pcps[slot]
+                alloc.free_pages_bulk(zones[slot], cpu, pcp, pcp.batch)
+                rooms[slot] = pcp.high - len(pcp.list)
+            rooms[slot] -= 1
+            hots[slot].append(pfn)
+        cpu.time += spent
+        cpu.system_ns += spent
+
+    def _exit_groups(self, chunk) -> list | None:
+        """The pages of chunk by zone: (zone, its pages ascending, their runs),
+        or None when free_pages would not take every one of them as an
+        allocated order-0 page (outside every zone, state byte not 1, or
+        the same page twice)."""
+        order = sorted(chunk)
+        if len(order) != len(set(order)):
+            return None
+        try:
+            by_zone = self._by_zone(order)
+        except ValueError:
+            return None
+        groups = []
+        for zone, pfns in by_zone:
+            runs = pfn_runs(pfns)
+            state, start = zone.page_state, zone.zone_start_pfn
+            for first, k in runs:
+                if state[first - start: first - start + k].count(1) != k:
+                    return None               # not all allocated with order 0: check_free will say why
+            groups.append((zone, pfns, runs))
+        return groups
 
 
 def pfn_runs(pfns) -> list[tuple[int, int]]:

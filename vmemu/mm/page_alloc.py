@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Callable
 
 from ..kernel.sched import CPU, MemoryBus
+from .fail_page_alloc import FailPageAlloc
 from .vmstat import new_cpu_stat
 from .gfp import GFP_COLD, GFP_DMA, GFP_ZERO
 from .mmzone import (NOT_ZEROED, PCP_COLD, PCP_HOT, PCP_ZEROED, PS_FREE, PS_PCP, PS_TAIL,
@@ -202,6 +203,67 @@ class PageAllocator:
         self.cpu_stat[cpu.id]["prezero_alloc_fail"] += 1
         return None
 
+    def alloc_zeroed_page(self, cpu: CPU, gfp: int) -> tuple[int, int, Zone] | None:
+        """alloc_pages_how(cpu, 0, gfp) for an order-0 __GFP_ZERO page in the
+        common case, with fewer calls; returns (pfn, ALLOC_*, zone), or None,
+        with nothing changed, when the common case does not apply.
+
+        The common case: fault injection cannot fail the call (it only
+        counts it), and the first zone above pages_low serves it from the
+        per-CPU list, refilled first if low: buffered_rmqueue would succeed
+        there, so the low pass stops at that zone, as it does here.  The
+        only thing left to the caller is the real-memory work: clearing an
+        ALLOC_CLEARED page (its cost is charged here, at the same time) and
+        checking the page is zero.  The caller owes both, in that order,
+        before anything reads or writes the page's memory; nothing else
+        can, since the page is allocated to the caller."""
+        if not gfp & GFP_ZERO or gfp & (GFP_DMA | GFP_COLD):
+            return None
+        fail = self.fail_page_alloc
+        if fail is not None and (type(fail) is not FailPageAlloc or (fail.probability and not fail.min_order)):
+            return None                       # should_fail might say yes: the general path
+        zonelist = self._zonelists.get((cpu.node, False)) or self.zonelist(cpu.node, False)
+        for zone in zonelist:
+            if zone.free_pages > zone.pages_low:
+                break
+        else:
+            return None
+        zero = zone.zero_pages >= 1
+        kind = ZEROED if zero else NOT_ZEROED
+        pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_ZEROED if zero else PCP_HOT]
+        refill = len(pcp.list) <= pcp.low
+        if refill and not pcp.list and not any(area.free_list for area in zone.free_area[kind]):
+            return None                       # the refill would bring nothing: rmqueue's fallbacks
+        if fail is not None:
+            fail.calls += 1                   # should_fail: order 0 below min-order, or probability 0
+        cpu.time += self.pcp_op_ns
+        cpu.system_ns += self.pcp_op_ns
+        if refill:
+            self.rmqueue_bulk(zone, cpu, pcp, kind)
+        pfn = pcp.list.pop()
+        zone.page_state[pfn - zone.zone_start_pfn] = 1     # set_allocated, order 0
+        stat, zstat = self.cpu_stat[cpu.id], zone.stat
+        if zero:
+            stat["prezero_alloc_zeroed"] += 1
+            zstat["prezero_alloc_zeroed"] += 1
+            how = ALLOC_ZEROED
+        else:
+            self.charge_clear(cpu, zone, 1)
+            stat["prezero_alloc_cleared"] += 1
+            zstat["prezero_alloc_cleared"] += 1
+            how = ALLOC_CLEARED
+        # account_alloc(zone, cpu, 0, zonelist[0])
+        stat["pgalloc"] += 1
+        zstat["pgalloc"] += 1
+        nstat = self.nodes[zone.node].stat
+        if zone.node == zonelist[0].node:
+            nstat["numa_hit"] += 1
+        else:
+            nstat["numa_miss"] += 1
+            self.nodes[zonelist[0].node].stat["numa_foreign"] += 1
+        nstat["local_node" if zone.node == cpu.node else "other_node"] += 1
+        return pfn, how, zone
+
     def zone_watermark_ok(self, zone: Zone, order: int, mark: int) -> bool:
         """2.6.10 zone_watermark_ok: enough free pages above mark, and enough of
         them in blocks of at least this order."""
@@ -284,19 +346,22 @@ class PageAllocator:
         takes whole blocks at a time, and a block taken in part leaves the
         rest on the lists as the aligned pieces expand would have left:
         same pages, same order, same lists, same splits."""
-        lists = [area.free_list for area in zone.free_area[kind]]
+        areas = zone.free_area[kind]
         state = zone.page_state
         start = zone.zone_start_pfn
         pages = pcp.list
         need = pcp.batch
         taken = splits = 0
+        top = -1                              # the highest order whose list changed
         while need:
-            for order, blocks in enumerate(lists):
-                if blocks:
+            for order, area in enumerate(areas):
+                if area.free_list:
                     break
             else:
                 break
-            pfn = blocks.popitem()[0]         # the head block of the smallest order
+            pfn = area.free_list.popitem()[0]     # the head block of the smallest order
+            if order > top:
+                top = order
             size = 1 << order
             take = min(need, size)
             pages.extendleft(range(pfn, pfn + take))     # list_add_tail, page by page
@@ -306,14 +371,14 @@ class PageAllocator:
             # i-th: sum(ctz(i) for i in 1..n) == n - popcount(n)
             splits += order + (take - 1) - bin(take - 1).count("1")
             pos = take
-            while pos < size:                 # the untaken rest, in aligned pieces
+            while pos < size:                 # the untaken rest, in aligned pieces (below order)
                 low = pos & -pos
-                lists[low.bit_length() - 1][pfn + pos] = None
+                areas[low.bit_length() - 1].free_list[pfn + pos] = None
                 pos += low
             taken += take
             need -= take
-        for area, blocks in zip(zone.free_area[kind], lists):
-            area.nr_free = len(blocks)
+        for area in areas[:top + 1]:
+            area.nr_free = len(area.free_list)
         zone.free_pages -= taken
         if kind == ZEROED:
             zone.zero_pages -= taken
@@ -330,6 +395,10 @@ class PageAllocator:
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:
         """prep_zero_page: the CPU clears the block, one memset, over the node's bus."""
         self.memory.clear(pfn, npages)
+        self.charge_clear(cpu, zone, npages)
+
+    def charge_clear(self, cpu: CPU, zone: Zone, npages: int) -> None:
+        """What clearing npages costs the CPU: the bytes over the node's bus, and the counters."""
         nbytes = npages * self.page_size
         rate = self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
         end = self.buses[zone.node].transfer(cpu.time, nbytes, rate)
@@ -422,7 +491,7 @@ class PageAllocator:
         free lists' dicts (nr_free is set from their sizes at the end)."""
         start = zone.zone_start_pfn
         top = zone.max_order - 1
-        lists = [area.free_list for area in zone.free_area[NOT_ZEROED]]
+        areas = zone.free_area[NOT_ZEROED]
         state = zone.page_state
         popleft = pcp.list.popleft
         highest = -1
@@ -431,26 +500,26 @@ class PageAllocator:
         # A buddy block that would run past the zone's end is never on a free
         # list (every listed block lies inside the zone), so the membership
         # test alone decides, as __free_one_page's two tests do together.
-        bits = [1 << o for o in range(top)]
         for _ in range(freed):
             pfn = popleft()
             idx = pfn - start
             state[idx] = PS_FREE
             order = 0
             while order < top:                # coalesce with free NOT_ZEROED buddies
-                buddy = start + (idx ^ bits[order])
-                blocks = lists[order]
+                bit = 1 << order
+                blocks = areas[order].free_list
+                buddy = start + (idx ^ bit)
                 if buddy not in blocks:
                     break
                 del blocks[buddy]
-                idx &= ~bits[order]
+                idx &= ~bit
                 order += 1
-            lists[order][start + idx] = None
+            areas[order].free_list[start + idx] = None
             merges += order
             if order > highest:
                 highest = order
-        for area, blocks in zip(zone.free_area[NOT_ZEROED], lists):
-            area.nr_free = len(blocks)
+        for area in areas[:highest + 1]:      # no list above the highest final order changed
+            area.nr_free = len(area.free_list)
         zone.free_pages += freed
         zone.lock.hold(cpu, self.zone_lock_ns + freed * self.free_block_ns + merges * self.coalesce_step_ns)
         if highest >= 0:
