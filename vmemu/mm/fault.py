@@ -221,7 +221,7 @@ class FaultPath:
         timeline = lock.timeline
         t0 = cpu.time
         bound = timeline.solo_bound()
-        if t0 >= bound or lock.last_cpu is not cpu or sem.last_cpu is not cpu:
+        if t0 >= bound or lock.last_cpu is not cpu or sem.last_cpu is not cpu or self.watched:
             return 0
         alloc = self.alloc
         fail = alloc.fail_page_alloc
