@@ -17,7 +17,7 @@ from itertools import chain
 from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_HIGHUSER, GFP_ZERO
-from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED
+from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED, Zone
 from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
@@ -65,10 +65,11 @@ class FaultPath:
         self.page_zone = alloc.page_zone
         self.cache_line = cache_line
         self.page_size = alloc.page_size
-        # The common-case fault leaves its real-memory work for later (see
-        # finish_deferred), unless something watches every page's zero
-        # check as it happens: benchmarks/zero_guarantee.py wraps this
-        # allocator's verify_zero, and then every fault takes the general path.
+        # The common-case fault (_alloc_one) leaves its counters and its
+        # real-memory work for later (finish_deferred), unless something
+        # watches every page's zero check as it happens:
+        # benchmarks/zero_guarantee.py wraps this allocator's verify_zero,
+        # and then every fault takes the general path, as before.
         self.watched = "verify_zero" in vars(alloc)
 
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct, cachelines: int) -> int | None:
@@ -102,7 +103,7 @@ class FaultPath:
         self._user_touch(cpu, mm, pfn, how, zone, cachelines)
         return pfn
 
-    def _alloc_one(self, cpu: CPU) -> tuple[int, object, object, bool] | None:
+    def _alloc_one(self, cpu: CPU) -> tuple[int, Zone, Zone, bool] | None:
         """alloc_pages_how(cpu, 0, GFP_ANON) in its common case, with fewer
         calls: (pfn, zone, preferred zone, served zeroed), or None, with
         nothing changed, when the common case does not apply.
