@@ -1,5 +1,5 @@
-"""Task exit a chunk at a time, and the common-case fault with its real
-memory work left for later, give exactly what the general paths give.
+"""Task exit a chunk at a time, and the common-case fault with its counters
+and real memory work left for later, give exactly what the general paths give.
 
 FaultPath._exit_run frees a whole chunk of an mm's pages in one pass, the
 pages of several zones interleaved as several threads faulted them.  Each
@@ -11,12 +11,12 @@ calendars, scrubd's wake-ups and real memory.  Broken mms (a page twice, a
 page not allocated, a pfn outside every zone) must raise the same error
 after the same frees.
 
-PageAllocator.alloc_zeroed_page (the order-0 __GFP_ZERO fault's common case)
-leaves the clear and the zero check to do_anonymous_page, which does them
-later, in runs (FaultPath.finish_deferred).  Random pft jobs are run with it
-and with it switched off (every fault through alloc_pages_how, its real
-memory done at once); zeroed free pages dirtied on purpose must be caught,
-counted, logged and cleared the same either way.
+FaultPath._alloc_one (the order-0 __GFP_ZERO fault's common case) leaves
+the counters, the clear and the zero check for later: FaultPath.finish_deferred
+adds the counters and does the memory in sorted runs.  Random pft jobs are
+run with it and with it switched off (every fault through alloc_pages_how,
+counted and its real memory done at once); zeroed free pages dirtied on
+purpose must be caught, counted, logged and cleared the same either way.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from vmemu import pft
 from vmemu.mm.fail_page_alloc import FailPageAlloc
 from vmemu.mm.fault import GFP_ANON, FaultPath, MMStruct
 from vmemu.mm.mmzone import ZEROED
-from vmemu.mm.page_alloc import PageAllocator, PageAllocError
+from vmemu.mm.page_alloc import PageAllocError
 
 
 def build(seed: int):
@@ -144,7 +144,7 @@ def fault_job(case: dict, fast: bool, monkeypatch, caplog) -> dict:
     small = {"machine.node_memory": "256M" if case["profile"] == "x86-64" else "512M"}
     with monkeypatch.context() as mp:
         if not fast:
-            mp.setattr(PageAllocator, "alloc_zeroed_page", lambda *a, **k: None)
+            mp.setattr(FaultPath, "_alloc_one", lambda *a, **k: None)
         m = pft.prepare_machine(case["profile"], case["seed"], case["kernel"], backing=case["backing"],
                                 overrides=small)
         try:

@@ -17,8 +17,8 @@ from itertools import chain
 from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_HIGHUSER, GFP_ZERO
-from .mmzone import PCP_HOT, PCP_ZEROED, PS_PCP
-from .page_alloc import ALLOC_CLEARED, PageAllocator
+from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED, Zone
+from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
 
@@ -36,8 +36,10 @@ class MMStruct:
         self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce)
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
-        # faulted pages whose real memory is not done yet (do_anonymous_page):
-        # (cpu, cleared, cachelines) -> pfns
+        # what do_anonymous_page left for later (FaultPath.finish_deferred):
+        # faults not counted yet, (cpu, zone, preferred zone, zeroed) -> how many,
+        # and pages whose real memory is not done yet, (cpu, cleared, cachelines) -> pfns
+        self.uncounted: dict[tuple, int] = {}
         self.deferred: dict[tuple, list[int]] = {}
 
     @property
@@ -63,10 +65,11 @@ class FaultPath:
         self.page_zone = alloc.page_zone
         self.cache_line = cache_line
         self.page_size = alloc.page_size
-        # The common-case fault leaves its real-memory work for later (see
-        # finish_deferred), unless something watches every page's zero
-        # check as it happens: benchmarks/zero_guarantee.py wraps this
-        # allocator's verify_zero, and then every fault takes the general path.
+        # The common-case fault (_alloc_one) leaves its counters and its
+        # real-memory work for later (finish_deferred), unless something
+        # watches every page's zero check as it happens:
+        # benchmarks/zero_guarantee.py wraps this allocator's verify_zero,
+        # and then every fault takes the general path, as before.
         self.watched = "verify_zero" in vars(alloc)
 
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct, cachelines: int) -> int | None:
@@ -81,22 +84,65 @@ class FaultPath:
             sem.hold(cpu, 0)
         lock = mm.page_table_lock
         lock.hold(cpu, self.pte_lock_ns)            # handle_pte_fault: find the pte is none
-        alloc = self.alloc
-        got = None if self.watched else alloc.alloc_zeroed_page(cpu, GFP_ANON)
-        if got is not None:
-            pfn, how, zone = got
-        else:
-            got = alloc.alloc_pages_how(cpu, 0, GFP_ANON)
+        got = None if self.watched else self._alloc_one(cpu)
+        if got is None:
+            got = self.alloc.alloc_pages_how(cpu, 0, GFP_ANON)
             if got is None:
                 return None
             pfn, how = got
-            zone = None                             # cleared and checked already
+            zone = None                             # counted, cleared and checked already
+            self.alloc.cpu_stat[cpu.id]["pgfault"] += 1
+        else:
+            pfn, zone, preferred, zero = got
+            how = ALLOC_ZEROED if zero else ALLOC_CLEARED
+            key = (cpu, zone, preferred, zero)      # counted later, by _account
+            mm.uncounted[key] = mm.uncounted.get(key, 0) + 1
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
         sem.acquired += 1                           # up_read: the line is still ours (hold(cpu, 0))
         mm.pages.append(pfn)
-        alloc.cpu_stat[cpu.id]["pgfault"] += 1
         self._user_touch(cpu, mm, pfn, how, zone, cachelines)
         return pfn
+
+    def _alloc_one(self, cpu: CPU) -> tuple[int, Zone, Zone, bool] | None:
+        """alloc_pages_how(cpu, 0, GFP_ANON) in its common case, with fewer
+        calls: (pfn, zone, preferred zone, served zeroed), or None, with
+        nothing changed, when the common case does not apply.
+
+        The common case: fault injection cannot fail the call (it only
+        counts it), and the first zone above pages_low serves it from the
+        per-CPU list, refilled first if low: buffered_rmqueue would succeed
+        there, so the low pass stops at that zone, as it does here.  The
+        same time is charged at the same moments (the list op, the refill,
+        the clear's bus time).  Left to the caller: the counters (_account
+        adds them k at a time: sums that nothing reads while a job runs)
+        and the real memory (the clear unless zeroed, the zero check)."""
+        alloc = self.alloc
+        fail = alloc.fail_page_alloc
+        if fail is not None and (type(fail) is not FailPageAlloc or (fail.probability and not fail.min_order)):
+            return None                       # should_fail might say yes: the general path
+        zonelist = alloc._zonelists.get((cpu.node, False)) or alloc.zonelist(cpu.node, False)
+        for zone in zonelist:
+            if zone.free_pages > zone.pages_low:
+                break
+        else:
+            return None
+        zero = zone.zero_pages >= 1
+        kind = ZEROED if zero else NOT_ZEROED
+        pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_ZEROED if zero else PCP_HOT]
+        refill = len(pcp.list) <= pcp.low
+        if refill and not pcp.list and not any(area.free_list for area in zone.free_area[kind]):
+            return None                       # the refill would bring nothing: rmqueue's fallbacks
+        if fail is not None:
+            fail.calls += 1                   # should_fail: order 0 below min-order, or probability 0
+        cpu.time += alloc.pcp_op_ns
+        cpu.system_ns += alloc.pcp_op_ns
+        if refill:
+            alloc.rmqueue_bulk(zone, cpu, pcp, kind)
+        pfn = pcp.list.pop()
+        zone.page_state[pfn - zone.zone_start_pfn] = 1     # set_allocated, order 0
+        if not zero:
+            alloc.clear_time(cpu, zone, 1)    # prep_zero_page's time (the memset is left for later)
+        return pfn, zone, zonelist[0], zero
 
     def _user_touch(self, cpu: CPU, mm: MMStruct, pfn: int, how: int, zone, cachelines: int) -> None:
         """User space: the touch loop.  A line not in this CPU's cache comes
@@ -143,9 +189,12 @@ class FaultPath:
     CLEAR_PIECE = 256 << 10     # bytes of a run cleared and checked at a time
 
     def finish_deferred(self, mm: MMStruct) -> None:
-        """Do the real-memory work do_anonymous_page left for later: the
-        pages of every CPU together (threads of one node take turns at the
-        same blocks), the same work at a time."""
+        """Do what do_anonymous_page left for later: the counters, and the
+        real-memory work, the pages of every CPU together (threads of one
+        node take turns at the same blocks), the same work at a time."""
+        uncounted, mm.uncounted = mm.uncounted, {}
+        for (cpu, zone, preferred, zero), k in uncounted.items():
+            self._account(cpu, zone, preferred, k, zero)
         deferred, mm.deferred = mm.deferred, {}
         work: dict[tuple[bool, int], list] = {}    # (cleared, cachelines) -> [(cpu, pfns)]
         for (cpu, cleared, cachelines), pfns in deferred.items():
@@ -340,7 +389,7 @@ class FaultPath:
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
         """Task exit: zap ptes and free pages, the most recent first, at most
         ``limit`` of them (all by default). Returns pages freed."""
-        if mm.deferred:
+        if mm.uncounted or mm.deferred:
             self.finish_deferred(mm)
         pages = mm.pages
         n = len(pages) if limit is None else min(limit, len(pages))

@@ -26,7 +26,6 @@ from functools import lru_cache
 from typing import Callable
 
 from ..kernel.sched import CPU, MemoryBus
-from .fail_page_alloc import FailPageAlloc
 from .vmstat import new_cpu_stat
 from .gfp import GFP_COLD, GFP_DMA, GFP_ZERO
 from .mmzone import (NOT_ZEROED, PCP_COLD, PCP_HOT, PCP_ZEROED, PS_FREE, PS_PCP, PS_TAIL,
@@ -203,67 +202,6 @@ class PageAllocator:
         self.cpu_stat[cpu.id]["prezero_alloc_fail"] += 1
         return None
 
-    def alloc_zeroed_page(self, cpu: CPU, gfp: int) -> tuple[int, int, Zone] | None:
-        """alloc_pages_how(cpu, 0, gfp) for an order-0 __GFP_ZERO page in the
-        common case, with fewer calls; returns (pfn, ALLOC_*, zone), or None,
-        with nothing changed, when the common case does not apply.
-
-        The common case: fault injection cannot fail the call (it only
-        counts it), and the first zone above pages_low serves it from the
-        per-CPU list, refilled first if low: buffered_rmqueue would succeed
-        there, so the low pass stops at that zone, as it does here.  The
-        only thing left to the caller is the real-memory work: clearing an
-        ALLOC_CLEARED page (its cost is charged here, at the same time) and
-        checking the page is zero.  The caller owes both, in that order,
-        before anything reads or writes the page's memory; nothing else
-        can, since the page is allocated to the caller."""
-        if not gfp & GFP_ZERO or gfp & (GFP_DMA | GFP_COLD):
-            return None
-        fail = self.fail_page_alloc
-        if fail is not None and (type(fail) is not FailPageAlloc or (fail.probability and not fail.min_order)):
-            return None                       # should_fail might say yes: the general path
-        zonelist = self._zonelists.get((cpu.node, False)) or self.zonelist(cpu.node, False)
-        for zone in zonelist:
-            if zone.free_pages > zone.pages_low:
-                break
-        else:
-            return None
-        zero = zone.zero_pages >= 1
-        kind = ZEROED if zero else NOT_ZEROED
-        pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_ZEROED if zero else PCP_HOT]
-        refill = len(pcp.list) <= pcp.low
-        if refill and not pcp.list and not any(area.free_list for area in zone.free_area[kind]):
-            return None                       # the refill would bring nothing: rmqueue's fallbacks
-        if fail is not None:
-            fail.calls += 1                   # should_fail: order 0 below min-order, or probability 0
-        cpu.time += self.pcp_op_ns
-        cpu.system_ns += self.pcp_op_ns
-        if refill:
-            self.rmqueue_bulk(zone, cpu, pcp, kind)
-        pfn = pcp.list.pop()
-        zone.page_state[pfn - zone.zone_start_pfn] = 1     # set_allocated, order 0
-        stat, zstat = self.cpu_stat[cpu.id], zone.stat
-        if zero:
-            stat["prezero_alloc_zeroed"] += 1
-            zstat["prezero_alloc_zeroed"] += 1
-            how = ALLOC_ZEROED
-        else:
-            self.charge_clear(cpu, zone, 1)
-            stat["prezero_alloc_cleared"] += 1
-            zstat["prezero_alloc_cleared"] += 1
-            how = ALLOC_CLEARED
-        # account_alloc(zone, cpu, 0, zonelist[0])
-        stat["pgalloc"] += 1
-        zstat["pgalloc"] += 1
-        nstat = self.nodes[zone.node].stat
-        if zone.node == zonelist[0].node:
-            nstat["numa_hit"] += 1
-        else:
-            nstat["numa_miss"] += 1
-            self.nodes[zonelist[0].node].stat["numa_foreign"] += 1
-        nstat["local_node" if zone.node == cpu.node else "other_node"] += 1
-        return pfn, how, zone
-
     def zone_watermark_ok(self, zone: Zone, order: int, mark: int) -> bool:
         """2.6.10 zone_watermark_ok: enough free pages above mark, and enough of
         them in blocks of at least this order."""
@@ -395,19 +333,20 @@ class PageAllocator:
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:
         """prep_zero_page: the CPU clears the block, one memset, over the node's bus."""
         self.memory.clear(pfn, npages)
-        self.charge_clear(cpu, zone, npages)
+        nbytes = self.clear_time(cpu, zone, npages)
+        stat = self.cpu_stat[cpu.id]
+        stat["prezero_clear_pages"] += npages
+        stat["prezero_clear_bytes"] += nbytes
+        zone.stat["prezero_clear_pages"] += npages
 
-    def charge_clear(self, cpu: CPU, zone: Zone, npages: int) -> None:
-        """What clearing npages costs the CPU: the bytes over the node's bus, and the counters."""
+    def clear_time(self, cpu: CPU, zone: Zone, npages: int) -> int:
+        """The CPU's time clearing npages: the bytes over the node's bus.  Returns the bytes."""
         nbytes = npages * self.page_size
         rate = self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
         end = self.buses[zone.node].transfer(cpu.time, nbytes, rate)
         cpu.system_ns += end - cpu.time
         cpu.time = end
-        stat = self.cpu_stat[cpu.id]
-        stat["prezero_clear_pages"] += npages
-        stat["prezero_clear_bytes"] += nbytes
-        zone.stat["prezero_clear_pages"] += npages
+        return nbytes
 
     def verify_zero(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
         """Every page handed out for __GFP_ZERO must be zero in real memory.
