@@ -184,14 +184,9 @@ class Kscrubd:
 
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
         """The CPU zero driver: one memset for the block, over the node's bus."""
-        n = 1 << order
-        self.m.memory.clear(pfn, n)
-        nbytes = n * self.m.page_size
-        rate = self.m.cost["clear_bytes_per_ns" if zone.node == cpu.node else "clear_remote_bytes_per_ns"]
-        end = self.m.buses[zone.node].transfer(cpu.time, nbytes, rate)
-        cpu.system_ns += end - cpu.time
-        cpu.time = end
-        self.m.events.schedule(end, self.finish_block, zone, pfn, order, "cpu")
+        self.m.memory.clear(pfn, 1 << order)
+        self.m.alloc.clear_time(cpu, zone, 1 << order)      # at the CPU's rate, over the node's bus
+        self.m.events.schedule(cpu.time, self.finish_block, zone, pfn, order, "cpu")
 
     def finish_block(self, t: int, zone: Zone, pfn: int, order: int, driver: str) -> None:
         """The block is zero: free it as ZEROED (it may merge with ZEROED buddies)."""
