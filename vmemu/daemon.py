@@ -46,6 +46,11 @@ class Kernel:
         self.machine = machine
         self.lock = threading.Lock()
         self.published: dict[str, bytes] | None = None
+        # The model's generation: one more after every locked section that may
+        # have changed it.  A file's text rendered at generation g is served
+        # again, without the lock, as long as the generation is still g.
+        self.generation = 0
+        self.rendered: dict[str, tuple[int, bytes]] = {}
         self.last_job = None
         self.last_pid = 1          # init; every task a job forks or a thread it starts takes a pid
         self.ctxt = 0
@@ -61,6 +66,12 @@ class Kernel:
     def render(self, f) -> bytes:
         if not f.model:
             return f.generate()
+        # Unchanged model, same text: a tight cat loop renders once per clock
+        # tick, not once per read (the generation and the entry are each read
+        # once; an entry from an older generation is never served).
+        hit = self.rendered.get(f.path)
+        if hit is not None and hit[0] == self.generation:
+            return hit[1]
         while True:
             pub = self.published
             if pub is not None and f.path in pub:
@@ -68,13 +79,18 @@ class Kernel:
             # Bounded waits so a job that starts meanwhile is noticed.
             if self.lock.acquire(timeout=0.02):
                 try:
-                    return f.generate()
+                    text = f.generate()
+                    self.rendered[f.path] = (self.generation, text)
+                    return text
                 finally:
                     self.lock.release()
 
     def call(self, fn, *args):
         with self.lock:
-            return fn(*args)
+            try:
+                return fn(*args)
+            finally:
+                self.generation += 1
 
     def fault(self, job: dict) -> None:
         """Run one pft job (proc/vmemu/fault write); JobError keeps its errno."""
@@ -93,6 +109,7 @@ class Kernel:
             finally:
                 self.last_pid += job["rep"] * job["threads"]
                 self.ctxt += 2 * job["rep"] * job["threads"]
+                self.generation += 1
                 self.published = None
 
     def fault_text(self) -> str:
@@ -229,7 +246,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
     """Mount and serve until unmounted or signalled (SIGTERM/SIGINT: libfuse's
     own handlers unmount; no Python handler is installed for them)."""
     mfusepy = load_fuse()
-    from .fs.fuse_ops import VmemuOps
+    from .fs.fuse_ops import VmemuFUSE, VmemuOps
     machine = restore_or_boot(state_file, profile, seed, backing)
     kernel = Kernel(machine, seed)
     paths = state_paths(mountpoint)
@@ -248,7 +265,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
         opts["allow_other"] = True
     opts.update(extra_fuse_options())
     try:
-        mfusepy.FUSE(VmemuOps(kernel), mountpoint, **opts)
+        VmemuFUSE(VmemuOps(kernel), mountpoint, **opts)
     except RuntimeError as e:
         # libfuse3 reports an exit by signal as an error code; the unmount is done.
         log.info("FUSE loop ended: %s", e)

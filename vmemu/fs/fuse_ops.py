@@ -3,15 +3,14 @@ file objects do the rest.  No file-specific logic here.
 
 Import it only after vmemu.daemon.load_fuse() has pointed mfusepy at libfuse3.
 
-Every callback is wrapped so a failing request never takes the daemon down:
-an OSError becomes its errno, anything else is logged and becomes EIO.
+VmemuFUSE wraps every callback so a failing request never takes the daemon
+down: an OSError becomes its errno, anything else is logged and becomes EIO.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import itertools
 import logging
 import stat as st
@@ -41,19 +40,40 @@ def keep_thread_state() -> None:
         _thread_local.kept = True
 
 
-def guarded(method):
-    @functools.wraps(method)
-    def wrapper(self, *args):
+class VmemuFUSE(fuse.FUSE):
+    """mfusepy's FUSE with the daemon's error policy in one place, and lean
+    versions of the three callbacks every open+read+close makes.
+
+    mfusepy wraps every callback in ``_wrapper``; this one keeps the worker's
+    thread state, turns an OSError into its errno and anything else into a
+    logged EIO, so a failing request never takes the daemon down.  ``open``,
+    ``read`` and ``release`` skip mfusepy's path decoding (read and release
+    find the file by handle; measured: about 5 us less daemon CPU per
+    open+read+close, see docs/performance.md)."""
+
+    def _wrapper(self, func, *args):
         keep_thread_state()
         try:
-            return method(self, *args)
-        except OSError as e:
-            log.debug("%s%r: %s", method.__name__, args[:1], e)
-            raise fuse.FuseOSError(e.errno or errno.EIO) from None
+            return func(*args) or 0
+        except OSError as e:                  # FuseOSError is one
+            log.debug("%s: %s", func.__name__, e)
+            return -e.errno if isinstance(e.errno, int) and e.errno > 0 else -errno.EIO
         except Exception:
-            log.exception("%s%r failed", method.__name__, args[:1])
-            raise fuse.FuseOSError(errno.EIO) from None
-    return wrapper
+            log.exception("%s%r failed", func.__name__, args[:1])
+            return -errno.EIO
+
+    def open(self, path: bytes, fip) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.open(path.decode(self.encoding, self.errors), fi.flags)
+        return 0
+
+    def read(self, path, buf, size: int, offset: int, fip) -> int:
+        data = self.operations.read(None, size, offset, fip.contents.fh)
+        ctypes.memmove(buf, data, len(data))
+        return len(data)
+
+    def release(self, path, fip) -> int:
+        return self.operations.release(None, fip.contents.fh)
 
 
 class VmemuOps(fuse.Operations):
@@ -73,7 +93,6 @@ class VmemuOps(fuse.Operations):
             raise OSError(errno.ENOENT, path)
         return f
 
-    @guarded
     def getattr(self, path, fh=None):
         f = self.lookup(path)
         t = self.mtime_ns
@@ -86,7 +105,6 @@ class VmemuOps(fuse.Operations):
             attrs.update(st_mode=st.S_IFREG | f.mode, st_nlink=1, st_size=f.size)
         return attrs
 
-    @guarded
     def readdir(self, path, fh):
         f = self.lookup(path)
         if not f.is_dir:
@@ -94,7 +112,6 @@ class VmemuOps(fuse.Operations):
         # '.' and '..' first: procps sysctl -a skips the first two entries blindly.
         return [".", "..", *self.dirs[path.strip("/")]]
 
-    @guarded
     def open(self, path, flags):
         f = self.lookup(path)
         if f.is_dir:
@@ -103,22 +120,18 @@ class VmemuOps(fuse.Operations):
         self.handles[fh] = Handle(f)
         return fh
 
-    @guarded
     def read(self, path, size, offset, fh):
         h = self.handles[fh]
         return h.file.read(self.kernel, h, size, offset)
 
-    @guarded
     def write(self, path, data, offset, fh):
         h = self.handles[fh]
         return h.file.write(self.kernel, h, data, offset)
 
-    @guarded
     def truncate(self, path, length, fh=None):
         self.lookup(path)
         return 0        # sysctl -w and the shell's > open with O_TRUNC
 
-    @guarded
     def release(self, path, fh):
         self.handles.pop(fh, None)
         return 0
@@ -129,34 +142,26 @@ class VmemuOps(fuse.Operations):
     flush = None
 
     # The tree is fixed: what /proc answers for creating or removing entries.
-    @guarded
     def create(self, path, mode, fi=None):
         raise OSError(errno.ENOENT, path)
 
-    @guarded
     def mkdir(self, path, mode):
         raise OSError(errno.ENOENT, path)
 
-    @guarded
     def unlink(self, path):
         raise OSError(errno.EPERM, path)
 
-    @guarded
     def rmdir(self, path):
         raise OSError(errno.EPERM, path)
 
-    @guarded
     def rename(self, old, new):
         raise OSError(errno.EPERM, old)
 
-    @guarded
     def chmod(self, path, mode):
         raise OSError(errno.EPERM, path)
 
-    @guarded
     def chown(self, path, uid, gid):
         raise OSError(errno.EPERM, path)
 
-    @guarded
     def statfs(self, path):
         return dict(f_bsize=4096, f_frsize=4096, f_namemax=255)
