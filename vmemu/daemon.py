@@ -1,19 +1,18 @@
 """The vmemu daemon: one Machine served over FUSE.
 
-Threading (measured, see benchmarks/control_plane.py and the report):
+Threading (measured, see benchmarks/control_plane.py and docs/performance.md):
 FUSE runs multi-threaded.  Every model call happens under ``Kernel.lock``.
 A fault job holds the lock for its whole run (pft.run_job is one call), but
 before it starts it *publishes* a snapshot of every model-backed file; while
 the job runs, reads are served from that snapshot (the state at the job's
 start) instead of waiting.  Writes to the model (sysctls, debugfs) wait for
-the job.  Single-threaded FUSE reads faster when idle (open+read+close of
-proc/buddyinfo: 10k-20k/s single vs 6k-7k/s multi on 2 vCPUs), but a 1 GiB
-fault job then stalls every reader for the whole job (4.2 s); multi-threaded,
-reads go on during it (2.5k-2.9k/s, slowest 12-40 ms).  Since then the
-worker threads keep their Python thread state (fuse_ops.keep_thread_state)
-and FLUSH is left unimplemented, which brought multi-threaded reads to about
-9k-10k/s (lxcfs: 5k-8k/s for /proc/meminfo on the same machine); longer
-entry/attr timeouts made no measurable difference (docs/performance.md).
+the job.  Single-threaded FUSE reads as fast when idle, but a 1 GiB fault
+job would then stall every reader for the whole job.
+
+Reads between two changes of the model render once: every locked section
+ends a *generation*, and a file's text is served again, without the lock,
+until the generation moves on (the clock thread's tick is one, every write
+another).
 
 Virtual time: while no job runs, a background thread advances the machine by
 wall time x speed every ~100 ms.  A job advances virtual time itself; the
