@@ -203,7 +203,7 @@ class FaultPath:
             order = sorted(chain.from_iterable(pfns for _cpu, pfns in lists))
             faulted_by = _FaultedBy(lists)
             for zone, group in self._by_zone(order):
-                self._clear_check_touch(zone, pfn_runs(group), cleared, cachelines, faulted_by)
+                self._clear_check_touch(zone, sorted_runs(group), cleared, cachelines, faulted_by)
 
     def _clear_check_touch(self, zone, runs, cleared: bool, cachelines: int, faulted_by) -> None:
         """Runs (first pfn, pages) of faulted pages of zone: clear (when
@@ -517,7 +517,7 @@ class FaultPath:
             return None
         groups = []
         for zone, pfns in by_zone:
-            runs = pfn_runs(pfns)
+            runs = sorted_runs(pfns)
             state, start = zone.page_state, zone.zone_start_pfn
             for first, k in runs:
                 if state[first - start: first - start + k].count(1) != k:
@@ -682,3 +682,11 @@ def pfn_runs(pfns) -> list[tuple[int, int]]:
             runs.append((a, 1))
         i = j
     return runs
+
+
+def sorted_runs(pfns) -> list[tuple[int, int]]:
+    """pfn_runs of strictly ascending pfns, without a pass over them when
+    they are all one run (they span exactly as many pfns as there are)."""
+    if pfns and pfns[-1] - pfns[0] == len(pfns) - 1:
+        return [(pfns[0], len(pfns))]
+    return pfn_runs(pfns)

@@ -306,12 +306,15 @@ class PageAllocator:
         blocks = []
         taken = splits = 0
         top = -1                              # the highest order whose list changed
+        lowest = 0                            # no block below this order (none were, none added)
         while need:
-            for order, area in enumerate(areas):
+            for order in range(lowest, len(areas)):
+                area = areas[order]
                 if area.free_list:
                     break
             else:
                 break
+            lowest = order
             pfn = area.free_list.popitem()[0]     # the head block of the smallest order
             if order > top:
                 top = order
@@ -320,7 +323,7 @@ class PageAllocator:
             blocks.append((pfn, take))
             # expand() splits `order` times for the first page, ctz(i) for the
             # i-th: sum(ctz(i) for i in 1..n) == n - popcount(n)
-            splits += order + (take - 1) - bin(take - 1).count("1")
+            splits += order + (take - 1) - (take - 1).bit_count()
             pos = take
             while pos < size:                 # the untaken rest, in aligned pieces (below order)
                 low = pos & -pos
@@ -523,18 +526,27 @@ def free_blocks(pages: list[int], start: int, top: int) -> list[tuple[int, int]]
 
 def _run_blocks(frm: int, to: int, top: int, down: bool) -> list[tuple[int, int]]:
     """The blocks of the pages from index frm to index to (exclusive), taken
-    from frm's end: down from frm - 1, or up from frm."""
+    from frm's end: down from frm - 1, or up from frm.  Each is as large as
+    the alignment of that end allows, within the pages left and top."""
     blocks = []
     if down:
         end, low = frm, to
         while end > low:
-            order = min((end & -end).bit_length() - 1, (end - low).bit_length() - 1, top)
+            order = (end & -end).bit_length() - 1
+            if end - low < 1 << order:
+                order = (end - low).bit_length() - 1
+            if order > top:
+                order = top
             end -= 1 << order
             blocks.append((end, order))
     else:
         low, end = frm, to
         while low < end:
-            order = min((low & -low).bit_length() - 1 if low else top, (end - low).bit_length() - 1, top)
+            order = (low & -low).bit_length() - 1 if low else top
+            if end - low < 1 << order:
+                order = (end - low).bit_length() - 1
+            if order > top:
+                order = top
             blocks.append((low, order))
             low += 1 << order
     return blocks
