@@ -234,6 +234,9 @@ class MemoryBus:
         self.busy_ns += end - start
         return end
 
+    # transfer() prunes its calendar when a call finds more than this many bookings
+    PRUNE_ABOVE = 8
+
     def alone_during(self, first: int, last: int) -> bool:
         """No booked transfer is in flight at any time in [first, last]."""
         for s, e in self._active:
@@ -241,41 +244,56 @@ class MemoryBus:
                 return False
         return True
 
-    def transfer_series(self, first: int, step: int, k: int, nbytes: int, duration: int, lead: int) -> None:
-        """What k calls of transfer() do for one agent alone on the bus
-        (alone_during(first, last start) holds), the j-th starting at
-        first + j*step and lasting duration (<= step), each from a scheduler
-        step that began ``lead`` ns before it: the same bookings, pruned at
-        the same horizons.
+    def alone_until(self, first: int) -> int:
+        """The time before which transfers starting at or after ``first`` are
+        alone on the bus (alone_during(first, x) for every x below it): the
+        start of the first booking still in flight after first, NEVER if
+        none, first itself if one is in flight at first."""
+        until = NEVER
+        for s, e in self._active:
+            if e > first and s < until:
+                until = s if s > first else first
+        return until
 
-        transfer() prunes, at a call whose calendar holds more than 8, every
-        booking that ended by that step's start.  Ours end before the next
-        step starts, and the others end before ``first`` or start after the
-        last transfer; so only the last pruning matters, and it keeps the
-        others that end after it plus ours from that call on."""
+    def transfer_series(self, segments: list[tuple[int, int, int, int]], nbytes: int, duration: int) -> None:
+        """What transfer() does, called once per transfer of ``segments`` in
+        order, for one agent alone on the bus: each segment (first, step,
+        count, lead) is count transfers starting at first + i*step, each
+        lasting ``duration`` and made from a scheduler step that began
+        ``lead`` ns before it.  alone_during(first start, last start) holds,
+        and each transfer ends by the next one's step start.  The same
+        bookings, pruned at the same horizons.
+
+        transfer() prunes, at a call whose calendar holds more than
+        PRUNE_ABOVE, every booking that ended by that step's start.  Ours end
+        before the next step starts, and the others end before the first
+        start or start after the last one; so only the last pruning matters,
+        and it keeps the others that end after the first start plus ours
+        from that call on.  The calendar grows by one a call, so the
+        prunings come at fixed intervals after the second."""
         active = self._active
-        length, j, pruned_at = len(active), 0, -1
-        later = -1       # others that survive a pruning after the first call (they start after ours)
-        while j < k:
-            if length > 8:
-                pruned_at = j
-                horizon = first + j * step - lead
-                if j == 0:
-                    length = sum(1 for iv in active if iv[1] > horizon)
-                else:
-                    if later < 0:
-                        later = sum(1 for iv in active if iv[1] > horizon)
-                    length = later
-            m = min(k - j, max(1, 9 - length))   # calls that append before the next pruning
-            length += m
-            j += m
-        if pruned_at >= 0:
-            horizon = first + pruned_at * step - lead
-            active = [iv for iv in active if iv[1] > horizon]
-        else:
-            pruned_at = 0
-        begin, end = first + pruned_at * step, first + k * step
-        active.extend(zip(range(begin, end, step), range(begin + duration, end + duration, step)))
+        k = sum(seg[2] for seg in segments)
+        first, _step, _count, lead = segments[0]
+        length = len(active)
+        if length > self.PRUNE_ABOVE:         # the first call prunes at its own horizon
+            active = [iv for iv in active if iv[1] > first - lead]
+            length = len(active)
+        begin = 0                             # our first booking that is kept
+        j = max(1, self.PRUNE_ABOVE + 1 - length)     # the next call that prunes
+        if j < k:
+            active = [iv for iv in active if iv[1] > first]
+            period = max(1, self.PRUNE_ABOVE + 1 - len(active))
+            begin = j + (k - 1 - j) // period * period    # the last one
+        ours = []
+        at = k
+        for start, step, count, _lead in reversed(segments):   # ours from `begin` on, last first
+            at -= count
+            for i in range(count - 1, max(begin - at, 0) - 1, -1):
+                ours.append((start + i * step, start + i * step + duration))
+            if at <= begin:
+                break
+        ours.reverse()
+        active.extend(ours)
         self._active = active
         self.bytes += k * nbytes
         self.busy_ns += k * duration

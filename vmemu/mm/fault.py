@@ -18,7 +18,7 @@ from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_HIGHUSER, GFP_ZERO
 from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED, Zone
-from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator
+from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator, marks
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
 
@@ -201,30 +201,29 @@ class FaultPath:
             work.setdefault((cleared, cachelines), []).append((cpu, pfns))
         for (cleared, cachelines), lists in work.items():
             order = sorted(chain.from_iterable(pfns for _cpu, pfns in lists))
+            faulted_by = _FaultedBy(lists)
             for zone, group in self._by_zone(order):
-                for first, n in pfn_runs(group):
-                    self._clear_check_touch(lists, zone, first, n, cleared, cachelines)
+                self._clear_check_touch(zone, sorted_runs(group), cleared, cachelines, faulted_by)
 
-    def _clear_check_touch(self, lists: list, zone, first: int, n: int, cleared: bool, cachelines: int) -> None:
-        """One run of pages: clear (when cleared), check, touch.  A run to
-        clear goes a piece at a time, checked while still in the host's cache."""
+    def _clear_check_touch(self, zone, runs, cleared: bool, cachelines: int, faulted_by) -> None:
+        """Runs (first pfn, pages) of faulted pages of zone: clear (when
+        cleared), check, touch.  A run to clear goes a piece at a time,
+        checked while still in the host's cache.  A page that is not zero is
+        counted, logged and cleared by verify_zero, charged to the CPU that
+        faulted it: faulted_by(pfn)."""
         memory = self.memory
-        piece = max(1, self.CLEAR_PIECE // self.page_size) if cleared else n
-        for at in range(first, first + n, piece):
-            k = min(piece, first + n - at)
-            if cleared:
-                memory.clear(at, k)
-            if not memory.is_zero(at, k):
-                self._verify_each(lists, zone, at, k)
-            if cachelines:
-                memory.touch_lines(at, k, cachelines, self.cache_line, 1)
-
-    def _verify_each(self, lists: list, zone, first: int, n: int) -> None:
-        """verify_zero for each page of a run that is not all zero: find,
-        count, log and clear each bad page, charged to the CPU that faulted it."""
-        faulted_by = {pfn: cpu for cpu, pfns in lists for pfn in pfns}
-        for pfn in range(first, first + n):
-            self.alloc.verify_zero(faulted_by[pfn], zone, pfn, 0)
+        piece = max(1, self.CLEAR_PIECE // self.page_size)
+        for first, n in runs:
+            end = first + n
+            for at in range(first, end, piece if cleared else n):
+                k = min(piece, end - at) if cleared else n
+                if cleared:
+                    memory.clear(at, k)
+                if not memory.is_zero(at, k):
+                    for pfn in range(at, at + k):
+                        self.alloc.verify_zero(faulted_by(pfn), zone, pfn, 0)
+                if cachelines:
+                    memory.touch_lines(at, k, cachelines, self.cache_line, 1)
 
     def _by_zone(self, order: list[int]) -> list:
         """Ascending pfns split by zone: (zone, its pfns) each; PageAllocError
@@ -244,14 +243,20 @@ class FaultPath:
     # the scheduler would resume next anyway (Timeline.solo_bound: no other
     # task, event or load-average tick due first), its next faults can run
     # in one loop without the round-trip.  When, in addition, they are all
-    # served from the same per-CPU list without a refill, by an uncontended
-    # page_table_lock, and (when cleared) on an idle memory bus, every such
-    # fault charges exactly the same costs: fault_run does them as a run,
-    # adds the costs k times, books the same lock and bus intervals, and
-    # clears, verifies and touches the real pages in contiguous runs (each
-    # page is still cleared, checked to be zero, then touched).  Anything
-    # else (a refill, a bounce, contention, fault injection, the first
-    # fault of a step) goes through do_anonymous_page.
+    # served from the same zone's same per-CPU list, by an uncontended
+    # page_table_lock, and (when cleared) on an idle memory bus, every fault
+    # charges the same costs, except that the one which finds the list at
+    # its low mark first refills it (rmqueue_bulk) under the zone lock,
+    # which delays its clear and the rest by the lock's hold.  fault_run
+    # does them as a series (_FaultSeries): runs of equal faults added k at
+    # a time, and each refill as do_anonymous_page does it, at the same
+    # virtual instant (the zone lock booked by SpinLock.hold itself, at the
+    # step's horizon).  The same lock and bus intervals are booked, the
+    # pages leave the per-CPU list in the same order, and their real memory
+    # is cleared, verified and touched in contiguous runs (each page is
+    # still cleared, checked to be zero, then touched).  Anything else (a
+    # bounce, contention, fault injection, the first fault of a step) goes
+    # through do_anonymous_page.
 
     def fault_run(self, cpu: CPU, mm: MMStruct, cachelines: int, limit: int, extra_user_ns: int = 0) -> int:
         """Up to ``limit`` more faults, each as if it were its own scheduler
@@ -286,67 +291,71 @@ class FaultPath:
         if lists is None:
             return 0
         zero = zone.zero_pages >= 1
-        pcp = lists[PCP_ZEROED if zero else PCP_HOT]
-        k = min(limit, len(pcp.list) - pcp.low)     # faults before the list needs a refill
-        if k <= 0:
-            return 0
-        fe, pte, pcp_ns = self.fault_entry_ns, self.pte_lock_ns, alloc.pcp_op_ns
         ends = lock._ends
-        if pte <= 0 or (ends and ends[-1] > t0 + fe):
+        if self.pte_lock_ns <= 0 or (ends and ends[-1] > t0 + self.fault_entry_ns):
             return 0                          # a hold booked ahead of us: contention, the general path
-        nbytes = self.page_size
-        if zero:
-            clear_ns = 0
-            line_ns = self.miss_ns if zone.node == cpu.node else self.miss_remote_ns
-        else:
-            bus = alloc.buses[zone.node]
-            rate = alloc.clear_bytes_per_ns if zone.node == cpu.node else alloc.clear_remote_bytes_per_ns
-            if bus.bytes_per_ns < rate:       # MemoryBus.transfer with no other transfer in flight
-                rate = bus.bytes_per_ns
-            clear_ns = int(nbytes / rate + 0.5)
-            line_ns = self.hit_ns
-        sys_ns = fe + 2 * pte + pcp_ns + clear_ns
-        user_ns = self.user_per_page_ns + cachelines * line_ns + extra_user_ns
-        step = sys_ns + user_ns
-        k = min(k, (bound - 1 - t0) // step + 1)    # fault j starts at t0 + j*step < bound
-        pop = pcp.list.pop
-        starts = lock._starts
-        if not zero:
-            first = t0 + fe + pte + pcp_ns
-            if not bus.alone_during(first, first + (k - 1) * step):
-                return 0                      # another transfer in flight: shared bandwidth, the general path
-            bus.transfer_series(first, step, k, nbytes, clear_ns, fe + pte + pcp_ns)
-        pfns = [pop() for _ in range(k)]
-        t_last = t0 + (k - 1) * step          # the last of these steps' start: the new horizon
+        series = _FaultSeries(self, cpu, zone, lists[PCP_ZEROED if zero else PCP_HOT], zero,
+                              cachelines, extra_user_ns, timeline, bound)
+        k = series.run(limit)
+        if not k:
+            return 0
         # page_table_lock: each fault books two holds, and all but the last
-        # fault's end before t_last.  SpinLock.hold drops holds that end
+        # fault's end before its start.  SpinLock.hold drops holds that end
         # before the horizon (no later request can meet them), so booking
         # just the last two, and pruning, leaves a calendar that answers
         # every later request the same.
+        t_last = series.last_start
+        starts = lock._starts
         if len(ends) > 64:
             cut = bisect_right(ends, t_last)
             del starts[:cut], ends[:cut]
-        a = t_last + fe
-        b = a + pte + pcp_ns + clear_ns
-        starts += (a, b)
-        ends += (a + pte, b + pte)
-        timeline.horizon = t_last
-        cpu.time = t0 + k * step
-        cpu.system_ns += k * sys_ns
-        cpu.user_ns += k * user_ns
+        starts += series.last_holds
+        ends += [hold + self.pte_lock_ns for hold in series.last_holds]
+        timeline.horizon = t_last             # the last fault's step start
+        cpu.time = series.t
+        cpu.system_ns += series.system_ns
+        cpu.user_ns += series.user_ns
         lock.acquired += 2 * k
         sem.acquired += 2 * k
         if fail is not None:
             fail.calls += k                   # should_fail with probability 0 only counts the call
         self._account(cpu, zone, zonelist[0], k, zero)
-        mm.pages.extend(pfns)
-        runs = pfn_runs(pfns)
-        state, start = zone.page_state, zone.zone_start_pfn
-        for first, n in runs:
-            state[first - start: first - start + n] = b"\x01" * n     # set_allocated, order 0
+        if series.clears:
+            series.bus.transfer_series(series.clears, self.page_size, series.clear_ns)
+        runs = self._take_from_pcp(mm, zone, series.pcp, series.listed, k, series.blocks)
         if self.memory.real:
-            self._clear_verify_touch(cpu, zone, runs, zero, cachelines)
+            self._clear_check_touch(zone, runs, not zero, cachelines, lambda pfn: cpu)
         return k
+
+    def _take_from_pcp(self, mm: MMStruct, zone, pcp, listed: int, k: int, blocks: list) -> list:
+        """The k pops off pcp.list, which held ``listed`` pages before the
+        series, with the refills' blocks (first pfn, count) put on it (at the
+        cold end, each ascending) in between: the list is a queue between
+        its two ends, so the pops take what it held, hottest first, then the
+        blocks in order, and the rest of the blocks stays listed.  The
+        popped pages go to mm.pages in that order and are marked allocated;
+        returns them as runs (first pfn, count)."""
+        pop = pcp.list.pop
+        popped = [pop() for _ in range(min(k, listed))]
+        mm.pages.extend(popped)
+        runs = pfn_runs(popped)
+        rest = k - len(popped)
+        state, start = zone.page_state, zone.zone_start_pfn
+        for first, n in blocks:
+            use = min(rest, n)
+            if use:
+                mm.pages.extend(range(first, first + use))
+                if runs and runs[-1][0] + runs[-1][1] == first:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + use)
+                else:
+                    runs.append((first, use))
+                rest -= use
+            if use < n:                       # rmqueue_bulk's list_add_tail and PS_PCP marks
+                pcp.list.extendleft(range(first + use, first + n))
+                state[first + use - start: first + n - start] = marks(PS_PCP, n - use)
+        for first, n in runs:
+            state[first - start: first - start + n] = marks(1, n)     # set_allocated, order 0
+        return runs
 
     def _account(self, cpu: CPU, zone, preferred, k: int, zero: bool) -> None:
         """The counters of k order-0 __GFP_ZERO faults served by zone."""
@@ -371,20 +380,6 @@ class FaultPath:
             stat["prezero_clear_pages"] += k
             stat["prezero_clear_bytes"] += k * self.page_size
             zstat["prezero_clear_pages"] += k
-
-    def _clear_verify_touch(self, cpu: CPU, zone, runs: list[tuple[int, int]], zero: bool,
-                            cachelines: int) -> None:
-        """Real memory of faulted pages, a contiguous run at a time: clear
-        (unless served zeroed), verify zero, touch the user's lines."""
-        memory = self.memory
-        for first, n in runs:
-            if not zero:
-                memory.clear(first, n)
-            if not memory.is_zero(first, n):
-                for pfn in range(first, first + n):     # find, count and clear each bad page
-                    self.alloc.verify_zero(cpu, zone, pfn, 0)
-            if cachelines:
-                memory.touch_lines(first, n, cachelines, self.cache_line, 1)
 
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
         """Task exit: zap ptes and free pages, the most recent first, at most
@@ -449,6 +444,12 @@ class FaultPath:
     def _free_hot_pages(self, cpu: CPU, chunk, groups: list, local: int, remote: int) -> None:
         """free_hot_cold_page for each page of chunk, in order, on its zone's hot list."""
         alloc = self.alloc
+        if len(groups) == 1:
+            zone = groups[0][0]
+            zone.stat["pgfree"] += len(chunk)
+            step = (local if zone.node == cpu.node else remote) + alloc.pcp_op_ns
+            self._free_hot_one_zone(cpu, zone, chunk, step)
+            return
         where = {}                            # pfn -> its zone's slot
         steps, hots, rooms, pcps, zones = [], [], [], [], []
         for slot, (zone, pfns, _runs) in enumerate(groups):
@@ -476,6 +477,32 @@ class FaultPath:
         cpu.time += spent
         cpu.system_ns += spent
 
+    def _free_hot_one_zone(self, cpu: CPU, zone, chunk, step: int) -> None:
+        """_free_hot_pages when every page of chunk belongs to zone, each
+        free costing ``step``: the pages go onto the hot list a run at a
+        time, between the frees that find it full, and the time of the
+        frees in between is charged at once, before each such free's
+        free_pages_bulk as the page-by-page loop charges it."""
+        pcp = zone.pcp(cpu.id)[PCP_HOT]
+        hot = pcp.list
+        room = pcp.high - len(hot)
+        n = len(chunk)
+        done = 0                              # chunk[:done] is on the list and charged
+        while done + max(room, 0) < n:
+            full = done + max(room, 0)        # the free that finds the list full
+            hot.extend(chunk[done:full])
+            spent = (full + 1 - done) * step
+            cpu.time += spent
+            cpu.system_ns += spent
+            self.alloc.free_pages_bulk(zone, cpu, pcp, pcp.batch)
+            room = pcp.high - len(hot) - 1
+            hot.append(chunk[full])
+            done = full + 1
+        hot.extend(chunk[done:])
+        spent = (n - done) * step
+        cpu.time += spent
+        cpu.system_ns += spent
+
     def _exit_groups(self, chunk) -> list | None:
         """The pages of chunk by zone: (zone, its pages ascending, their runs),
         or None when free_pages would not take every one of them as an
@@ -490,13 +517,148 @@ class FaultPath:
             return None
         groups = []
         for zone, pfns in by_zone:
-            runs = pfn_runs(pfns)
+            runs = sorted_runs(pfns)
             state, start = zone.page_state, zone.zone_start_pfn
             for first, k in runs:
                 if state[first - start: first - start + k].count(1) != k:
                     return None               # not all allocated with order 0: check_free will say why
             groups.append((zone, pfns, runs))
         return groups
+
+
+class _FaultSeries:
+    """The virtual-time side of a series of faults of one thread running
+    alone, all served by one zone's per-CPU list (FaultPath._fast_faults):
+    when each starts and what it charges, the refills on the way, the
+    clears' bus bookings.  Every fault is what do_anonymous_page would do
+    as its own scheduler step at that start:
+
+    - a fault that finds the list above its low mark: the trap, the
+      page_table_lock hold (uncontended: our own holds end before), the
+      list op, the clear (alone on the bus: it starts before ``until``),
+      the second hold, the user's touch: the same ``step`` each time;
+    - one that finds it at the low mark refills it first: rmqueue_bulk's
+      buddy work (take_bulk) and its zone lock hold, booked by
+      SpinLock.hold at the same instant with the horizon at the step's
+      start, so the calendar is pruned as it would be; only when the lock
+      is neither held ahead of us nor last taken by another CPU, so that
+      the hold is the only delay, and when the refill brings a page to pop
+      (else rmqueue would fall back).  Its clear, second hold and touch
+      follow the hold.
+
+    The series stops where a fault would choose another zone or list
+    (zone.free_pages at pages_low, zero_pages running out), where it would
+    start at the thread's bound, or where its clear could meet another
+    agent's transfer on the bus."""
+
+    def __init__(self, fault: FaultPath, cpu: CPU, zone: Zone, pcp, zero: bool, cachelines: int,
+                 extra_user_ns: int, timeline, bound: int):
+        alloc = fault.alloc
+        self.alloc, self.cpu, self.zone, self.pcp, self.zero = alloc, cpu, zone, pcp, zero
+        self.kind = ZEROED if zero else NOT_ZEROED
+        self.timeline = timeline
+        self.fe, self.pte, pcp_ns = fault.fault_entry_ns, fault.pte_lock_ns, alloc.pcp_op_ns
+        self.lead = lead = self.fe + self.pte + pcp_ns     # a fault's start to its refill or clear
+        self.t = cpu.time                     # the next fault's start
+        self.until = self.refill_until = bound
+        self.bus = None
+        if zero:
+            self.clear_ns = 0
+            line_ns = fault.miss_ns if zone.node == cpu.node else fault.miss_remote_ns
+        else:
+            self.bus = bus = alloc.buses[zone.node]
+            rate = alloc.clear_bytes_per_ns if zone.node == cpu.node else alloc.clear_remote_bytes_per_ns
+            if bus.bytes_per_ns < rate:       # MemoryBus.transfer with no other transfer in flight
+                rate = bus.bytes_per_ns
+            self.clear_ns = int(alloc.page_size / rate + 0.5)
+            line_ns = fault.hit_ns
+            free = bus.alone_until(self.t + lead) - lead     # faults starting before: clears alone
+            hold_max = alloc.bulk_hold_ns(pcp.batch, pcp.batch * zone.max_order)
+            self.until = min(bound, free)
+            self.refill_until = min(bound, free - hold_max)
+        self.sys_each = self.fe + 2 * self.pte + pcp_ns + self.clear_ns
+        self.user_each = fault.user_per_page_ns + cachelines * line_ns + extra_user_ns
+        self.step = self.sys_each + self.user_each
+        self.listed = len(pcp.list)           # the list's length before the series
+        self.blocks: list[tuple[int, int]] = []     # the refills' pages, as rmqueue_bulk takes them
+        self.clears: list[tuple[int, int, int, int]] = []   # for MemoryBus.transfer_series
+        self.system_ns = self.user_ns = 0     # charged so far, but for the zone lock's holds
+        self.last_start = 0                   # the last fault's start
+        self.last_holds = ()                  # and its two page_table_lock holds' starts
+
+    def run(self, limit: int) -> int:
+        """Up to ``limit`` faults; returns how many."""
+        zone, pcp, zero = self.zone, self.pcp, self.zero
+        listed = self.listed
+        done = 0
+        while done < limit and zone.free_pages > zone.pages_low and (zone.zero_pages >= 1) == zero:
+            if listed > pcp.low:
+                k = min(limit - done, listed - pcp.low, (self.until - 1 - self.t) // self.step + 1)
+                if k <= 0:
+                    break
+                self._equal_faults(k)
+                listed -= k
+                done += k
+            else:
+                taken = self._refill_fault(listed)
+                if taken is None:
+                    break
+                listed += taken - 1
+                done += 1
+        return done
+
+    def _equal_faults(self, k: int) -> None:
+        """k faults that find the list above its low mark, one step apart."""
+        t, step = self.t, self.step
+        if self.bus is not None:
+            self.clears.append((t + self.lead, step, k, self.lead))
+        self.last_start = last = t + (k - 1) * step
+        self.last_holds = (last + self.fe, last + self.lead + self.clear_ns)
+        self.t = t + k * step
+        self.system_ns += k * self.sys_each
+        self.user_ns += k * self.user_each
+
+    def _refill_fault(self, listed: int) -> int | None:
+        """The fault that refills the list first: returns the pages the
+        refill took, or None (nothing done) when it needs the general path."""
+        t, cpu, zone = self.t, self.cpu, self.zone
+        lock = zone.lock
+        if t >= self.refill_until or lock.timeline is not self.timeline:
+            return None
+        if lock.last_cpu is not cpu and lock.last_cpu is not None:
+            return None                       # the lock's line bounces: the general path
+        if lock._ends and lock._ends[-1] > t + self.lead:
+            return None                       # held ahead of us: contention, the general path
+        if not listed and not any(area.free_list for area in zone.free_area[self.kind]):
+            return None                       # nothing to pop: rmqueue's fallbacks
+        self.timeline.horizon = t             # the fault's step starts at t
+        cpu.time = t + self.lead
+        taken, splits, blocks = self.alloc.take_bulk(zone, self.kind, self.pcp.batch)
+        self.blocks += blocks
+        lock.hold(cpu, self.alloc.bulk_hold_ns(taken, splits))    # charges cpu.time and system_ns
+        clear = cpu.time
+        if self.bus is not None:
+            self.clears.append((clear, 0, 1, clear - t))
+        self.last_start = t
+        self.last_holds = (t + self.fe, clear + self.clear_ns)
+        self.t = clear + self.clear_ns + self.pte + self.user_each
+        self.system_ns += self.sys_each
+        self.user_ns += self.user_each
+        return taken
+
+
+class _FaultedBy:
+    """pfn -> the CPU that faulted it, from (cpu, pfns) lists; the map is
+    built when first asked (only a failed zero check asks)."""
+
+    def __init__(self, lists: list):
+        self.lists = lists
+        self.cpu_of: dict | None = None
+
+    def __call__(self, pfn: int) -> CPU:
+        if self.cpu_of is None:
+            self.cpu_of = {p: cpu for cpu, pfns in self.lists for p in pfns}
+        return self.cpu_of[pfn]
 
 
 def pfn_runs(pfns) -> list[tuple[int, int]]:
@@ -520,3 +682,11 @@ def pfn_runs(pfns) -> list[tuple[int, int]]:
             runs.append((a, 1))
         i = j
     return runs
+
+
+def sorted_runs(pfns) -> list[tuple[int, int]]:
+    """pfn_runs of strictly ascending pfns, without a pass over them when
+    they are all one run (they span exactly as many pfns as there are)."""
+    if pfns and pfns[-1] - pfns[0] == len(pfns) - 1:
+        return [(pfns[0], len(pfns))]
+    return pfn_runs(pfns)

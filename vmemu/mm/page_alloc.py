@@ -274,40 +274,56 @@ class PageAllocator:
         return pfn, how
 
     def rmqueue_bulk(self, zone: Zone, cpu: CPU, pcp, kind: int) -> int:
-        """Refill a per-CPU list with up to ``batch`` order-0 pages of its own kind.
+        """Refill a per-CPU list with up to ``batch`` order-0 pages of its own
+        kind (take_bulk), under the zone lock.  Returns the pages taken."""
+        taken, splits, blocks = self.take_bulk(zone, kind, pcp.batch)
+        pages, state, start = pcp.list, zone.page_state, zone.zone_start_pfn
+        for pfn, n in blocks:
+            pages.extendleft(range(pfn, pfn + n))     # list_add_tail, page by page
+            state[pfn - start: pfn - start + n] = marks(PS_PCP, n)
+        zone.lock.hold(cpu, self.bulk_hold_ns(taken, splits))
+        return taken
 
-        rmqueue(zone, 0, kind) once per page takes the head block of the
-        smallest order that has one and splits it down (expand): its halves
-        become the only blocks below its order, so the next pages are that
-        block's, in ascending order, before any other block is touched; the
-        i-th page of a block (i > 0) pops the half of order ctz(i).  So this
-        takes whole blocks at a time, and a block taken in part leaves the
-        rest on the lists as the aligned pieces expand would have left:
-        same pages, same order, same lists, same splits."""
+    def bulk_hold_ns(self, taken: int, splits: int) -> int:
+        """The zone lock's hold for a refill of ``taken`` pages with ``splits`` splits."""
+        return self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns
+
+    def take_bulk(self, zone: Zone, kind: int, need: int) -> tuple[int, int, list[tuple[int, int]]]:
+        """rmqueue(zone, 0, kind) up to ``need`` times, the buddy lists' side of
+        rmqueue_bulk: (pages taken, splits, the pages as (first pfn, count)
+        runs in the order taken, each ascending).  The caller puts them on
+        its list and marks them.
+
+        rmqueue takes the head block of the smallest order that has one and
+        splits it down (expand): its halves become the only blocks below its
+        order, so the next pages are that block's, in ascending order, before
+        any other block is touched; the i-th page of a block (i > 0) pops the
+        half of order ctz(i).  So this takes whole blocks at a time, and a
+        block taken in part leaves the rest on the lists as the aligned
+        pieces expand would have left: same pages, same order, same lists,
+        same splits."""
         areas = zone.free_area[kind]
-        state = zone.page_state
-        start = zone.zone_start_pfn
-        pages = pcp.list
-        need = pcp.batch
+        blocks = []
         taken = splits = 0
         top = -1                              # the highest order whose list changed
+        lowest = 0                            # no block below this order (none were, none added)
         while need:
-            for order, area in enumerate(areas):
+            for order in range(lowest, len(areas)):
+                area = areas[order]
                 if area.free_list:
                     break
             else:
                 break
+            lowest = order
             pfn = area.free_list.popitem()[0]     # the head block of the smallest order
             if order > top:
                 top = order
             size = 1 << order
             take = min(need, size)
-            pages.extendleft(range(pfn, pfn + take))     # list_add_tail, page by page
-            state[pfn - start: pfn - start + take] = _PCP_MARKS[:take] if take <= _MARKS else \
-                bytes([PS_PCP]) * take
+            blocks.append((pfn, take))
             # expand() splits `order` times for the first page, ctz(i) for the
             # i-th: sum(ctz(i) for i in 1..n) == n - popcount(n)
-            splits += order + (take - 1) - bin(take - 1).count("1")
+            splits += order + (take - 1) - (take - 1).bit_count()
             pos = take
             while pos < size:                 # the untaken rest, in aligned pieces (below order)
                 low = pos & -pos
@@ -320,8 +336,7 @@ class PageAllocator:
         zone.free_pages -= taken
         if kind == ZEROED:
             zone.zero_pages -= taken
-        zone.lock.hold(cpu, self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns)
-        return taken
+        return taken, splits, blocks
 
     def set_allocated(self, zone: Zone, pfn: int, order: int) -> None:
         idx = pfn - zone.zone_start_pfn
@@ -424,26 +439,38 @@ class PageAllocator:
 
     def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
         """Give ``count`` pages from the tail (coldest end) of a per-CPU list back
-        to the buddy lists, always as NOT_ZEROED.
+        to the buddy lists, always as NOT_ZEROED."""
+        popleft = pcp.list.popleft
+        pages = [popleft() for _ in range(min(count, len(pcp.list)))]
+        self.free_listed_pages(zone, cpu, pages)
+        return len(pages)
 
-        free_one_page(zone, pfn, 0, NOT_ZEROED) per page, written out on the
-        free lists' dicts (nr_free is set from their sizes at the end)."""
+    def free_listed_pages(self, zone: Zone, cpu: CPU, pages: list[int]) -> None:
+        """free_pages_bulk's work once the pages are off the per-CPU list:
+        free_one_page(zone, pfn, 0, NOT_ZEROED) for each page in order,
+        under the zone lock, written out on the free lists' dicts (nr_free
+        is set from their sizes at the end).
+
+        Pages that follow one another in a whole aligned block (free_blocks)
+        are freed as that block: inside it, each page merges only with
+        buddies inside it, so the block's 2^order pages end as the block,
+        after 2^order - 1 merges, and every entry they put on a list along
+        the way was taken off again (a dict keeps the order of the other
+        entries across an insert and delete); the block then merges on as
+        its last page would.  Same lists, same order, same merges."""
         start = zone.zone_start_pfn
         top = zone.max_order - 1
         areas = zone.free_area[NOT_ZEROED]
         state = zone.page_state
-        popleft = pcp.list.popleft
         highest = -1
         merges = 0
-        freed = min(count, len(pcp.list))
         # A buddy block that would run past the zone's end is never on a free
         # list (every listed block lies inside the zone), so the membership
         # test alone decides, as __free_one_page's two tests do together.
-        for _ in range(freed):
-            pfn = popleft()
-            idx = pfn - start
-            state[idx] = PS_FREE
-            order = 0
+        for idx, order in free_blocks(pages, start, top):
+            size = 1 << order
+            state[idx: idx + size] = free_run(order)
+            merges += size - 1 - order
             while order < top:                # coalesce with free NOT_ZEROED buddies
                 bit = 1 << order
                 blocks = areas[order].free_list
@@ -459,11 +486,11 @@ class PageAllocator:
                 highest = order
         for area in areas[:highest + 1]:      # no list above the highest final order changed
             area.nr_free = len(area.free_list)
+        freed = len(pages)
         zone.free_pages += freed
         zone.lock.hold(cpu, self.zone_lock_ns + freed * self.free_block_ns + merges * self.coalesce_step_ns)
         if highest >= 0:
             self.coalesced(zone, highest, NOT_ZEROED, cpu)
-        return freed
 
     def drain_pages(self, cpu: CPU) -> int:
         """drain_local_pages: empty this CPU's lists in every zone (the zeroed
@@ -482,8 +509,57 @@ class PageAllocator:
             self.on_coalesce(zone, order, kind, cpu.time)
 
 
-_MARKS = 4096
-_PCP_MARKS = bytes([PS_PCP]) * _MARKS
+def free_blocks(pages: list[int], start: int, top: int) -> list[tuple[int, int]]:
+    """The pages, in order, as (index in the zone, order) blocks: each
+    aligned block of order <= top whose pages come one after another in
+    pages, ascending or descending, as one entry (the largest such from the
+    run's first end); every other page as a block of order 0."""
+    n = len(pages)
+    if n > 1:
+        first = pages[0]
+        if pages[-1] == first - n + 1 and pages == list(range(first, first - n, -1)):
+            return _run_blocks(first - start + 1, first - start - n + 1, top, True)
+        if pages[-1] == first + n - 1 and pages == list(range(first, first + n)):
+            return _run_blocks(first - start, first - start + n, top, False)
+    return [(pfn - start, 0) for pfn in pages]
+
+
+def _run_blocks(frm: int, to: int, top: int, down: bool) -> list[tuple[int, int]]:
+    """The blocks of the pages from index frm to index to (exclusive), taken
+    from frm's end: down from frm - 1, or up from frm.  Each is as large as
+    the alignment of that end allows, within the pages left and top."""
+    blocks = []
+    if down:
+        end, low = frm, to
+        while end > low:
+            order = (end & -end).bit_length() - 1
+            if end - low < 1 << order:
+                order = (end - low).bit_length() - 1
+            if order > top:
+                order = top
+            end -= 1 << order
+            blocks.append((end, order))
+    else:
+        low, end = frm, to
+        while low < end:
+            order = (low & -low).bit_length() - 1 if low else top
+            if end - low < 1 << order:
+                order = (end - low).bit_length() - 1
+            if order > top:
+                order = top
+            blocks.append((low, order))
+            low += 1 << order
+    return blocks
+
+
+@lru_cache(maxsize=None)
+def _marks(value: int) -> bytes:
+    return bytes([value]) * 4096
+
+
+def marks(value: int, n: int) -> bytes:
+    """n page_state bytes of ``value``, for a slice assignment."""
+    return _marks(value)[:n] if n <= 4096 else bytes([value]) * n
 
 
 @lru_cache(maxsize=None)
