@@ -32,6 +32,7 @@ def memory_digest(m) -> str | None:
     if not m.memory.real:
         return None
     import ctypes
+    m.memory.sync()                   # the memory thread's work, all of it done
     h = hashlib.sha256()
     chunk = 64 * MiB
     for _start, _end, arena, base, _fresh in m.memory._arenas:

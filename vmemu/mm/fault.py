@@ -18,6 +18,7 @@ from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_HIGHUSER, GFP_ZERO
 from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED, Zone
+from .memory import OFFLOAD_BYTES
 from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator, marks
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
@@ -71,6 +72,12 @@ class FaultPath:
         # benchmarks/zero_guarantee.py wraps this allocator's verify_zero,
         # and then every fault takes the general path, as before.
         self.watched = "verify_zero" in vars(alloc)
+        # With a memory thread, a fault series hands its real-memory work
+        # over every OFFLOAD_BYTES, so that the thread starts early and the
+        # model goes on meanwhile (_clear_check_touch_later, settle).
+        self.series_cap = OFFLOAD_BYTES // self.page_size if self.memory.offload else 1 << 62
+        self.unsettled = False
+        self.unverified: list = []
 
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct, cachelines: int) -> int | None:
         """One fault plus the user's touch of ``cachelines`` lines.
@@ -204,26 +211,54 @@ class FaultPath:
             faulted_by = _FaultedBy(lists)
             for zone, group in self._by_zone(order):
                 self._clear_check_touch(zone, sorted_runs(group), cleared, cachelines, faulted_by)
+        if self.unsettled:
+            self.settle()
 
     def _clear_check_touch(self, zone, runs, cleared: bool, cachelines: int, faulted_by) -> None:
         """Runs (first pfn, pages) of faulted pages of zone: clear (when
-        cleared), check, touch.  A run to clear goes a piece at a time,
-        checked while still in the host's cache.  A page that is not zero is
-        counted, logged and cleared by verify_zero, charged to the CPU that
-        faulted it: faulted_by(pfn)."""
-        memory = self.memory
+        cleared), check, touch, here and now (RealMemory.clear_check_touch),
+        a piece of CLEAR_PIECE at a time."""
         piece = max(1, self.CLEAR_PIECE // self.page_size)
-        for first, n in runs:
-            end = first + n
-            for at in range(first, end, piece if cleared else n):
-                k = min(piece, end - at) if cleared else n
-                if cleared:
-                    memory.clear(at, k)
-                if not memory.is_zero(at, k):
-                    for pfn in range(at, at + k):
-                        self.alloc.verify_zero(faulted_by(pfn), zone, pfn, 0)
-                if cachelines:
-                    memory.touch_lines(at, k, cachelines, self.cache_line, 1)
+        bad = self.memory.clear_check_touch(runs, cleared, piece, cachelines, self.cache_line)
+        self._verify_bad(zone, bad, cachelines, faulted_by)
+
+    def _verify_bad(self, zone, bad: list, cachelines: int, faulted_by) -> None:
+        """Pieces found not all zero: verify_zero finds, counts, logs and
+        clears each bad page, charged to the CPU that faulted it
+        (faulted_by(pfn)); then the user's touch, as for the others."""
+        for at, k in bad:
+            for pfn in range(at, at + k):
+                self.alloc.verify_zero(faulted_by(pfn), zone, pfn, 0)
+            if cachelines:
+                self.memory.touch_lines(at, k, cachelines, self.cache_line, 1)
+
+    def _clear_check_touch_later(self, cpu: CPU, zone, runs, cleared: bool, cachelines: int) -> None:
+        """_clear_check_touch for one thread's fault series, handed to the
+        memory thread when there is one: the pieces it finds not all zero
+        wait in self.unverified for settle(), on this thread (the counters
+        are the model's), before the pages can be freed."""
+        memory = self.memory
+        if not memory.offload:
+            self._clear_check_touch(zone, runs, cleared, cachelines, lambda pfn: cpu)
+            return
+        piece = max(1, OFFLOAD_BYTES // self.page_size)
+        unverified = self.unverified
+
+        def work():
+            bad = memory.clear_check_touch(runs, cleared, piece, cachelines, self.cache_line)
+            if bad:
+                unverified.append((cpu, zone, bad, cachelines))
+        memory.later(work)
+        self.unsettled = True
+
+    def settle(self) -> None:
+        """Wait for the memory thread's work on faulted pages, then verify
+        the pieces it found not all zero."""
+        self.unsettled = False
+        self.memory.sync()
+        unverified, self.unverified = self.unverified, []
+        for cpu, zone, bad, cachelines in unverified:
+            self._verify_bad(zone, bad, cachelines, lambda pfn, cpu=cpu: cpu)
 
     def _by_zone(self, order: list[int]) -> list:
         """Ascending pfns split by zone: (zone, its pfns) each; PageAllocError
@@ -264,7 +299,7 @@ class FaultPath:
         the caller does the next one through do_anonymous_page."""
         done = 0
         while done < limit:
-            k = self._fast_faults(cpu, mm, cachelines, limit - done, extra_user_ns)
+            k = self._fast_faults(cpu, mm, cachelines, min(limit - done, self.series_cap), extra_user_ns)
             if not k:
                 break
             done += k
@@ -324,7 +359,7 @@ class FaultPath:
             series.bus.transfer_series(series.clears, self.page_size, series.clear_ns)
         runs = self._take_from_pcp(mm, zone, series.pcp, series.listed, k, series.blocks)
         if self.memory.real:
-            self._clear_check_touch(zone, runs, not zero, cachelines, lambda pfn: cpu)
+            self._clear_check_touch_later(cpu, zone, runs, not zero, cachelines)
         return k
 
     def _take_from_pcp(self, mm: MMStruct, zone, pcp, listed: int, k: int, blocks: list) -> list:
@@ -384,7 +419,7 @@ class FaultPath:
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
         """Task exit: zap ptes and free pages, the most recent first, at most
         ``limit`` of them (all by default). Returns pages freed."""
-        if mm.uncounted or mm.deferred:
+        if mm.uncounted or mm.deferred or self.unsettled:
             self.finish_deferred(mm)
         pages = mm.pages
         n = len(pages) if limit is None else min(limit, len(pages))
@@ -436,7 +471,7 @@ class FaultPath:
             state, start = zone.page_state, zone.zone_start_pfn
             for first, n in runs:
                 state[first - start: first - start + n] = pcp_mark * n
-                self.memory.poison(first, n)
+                self.memory.poison_later(first, n)
         self._free_hot_pages(cpu, chunk, groups, local, remote)
         self.alloc.cpu_stat[cpu.id]["pgfree"] += limit
         return limit

@@ -5,34 +5,80 @@ block is one memset over it, freed pages are poisoned, and a page handed out
 as zeroed can be checked byte by byte.  ``NoMemory`` keeps only metadata, for
 machines larger than the host: clearing is accounted, not performed, and
 nothing can be verified.
+
+Host-side only, RealMemory can do the bulk of this work on a second host
+thread (the *memory thread*), the way the Altix's BTE zeroes memory off the
+CPU: the fault path hands over the clearing, checking and touching of a
+series of faulted pages (``later``) and exit its poisoning
+(``poison_later``), and goes on with the model while the memory thread's
+memset and memcmp run without the GIL.  The work is done in the order it
+was handed over, and every other access waits for all of it first
+(``_addr`` calls ``sync``), so every byte ends up as if each call had been
+made in place.  Virtual time never depends on it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
-_VERIFY_CHUNK = 1 << 20     # compare against a 1 MiB zero buffer at a time
-_ZEROS = ctypes.create_string_buffer(_VERIFY_CHUNK)
-_ZEROS_ADDR = ctypes.addressof(_ZEROS)
-_memcmp = ctypes.CDLL(None).memcmp
+_libc = ctypes.CDLL(None, use_errno=True)
+_memcmp = _libc.memcmp
 _memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _memcmp.restype = ctypes.c_int
+_madvise = _libc.madvise      # through ctypes: the GIL is released while the host populates
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_madvise.restype = ctypes.c_int
 _HUGE_ARENA = 64 << 20      # arenas from this size on ask the host for huge pages
 _POPULATE_SHIFT = 25        # host memory is faulted in 32 MiB at a time
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)    # Linux 5.14
+# Work handed to the memory thread at a time, at least: each piece costs the
+# thread one wait for the GIL, so pieces must be large (measured in
+# docs/performance.md: 16 to 32 MiB overlap fully, 4 MiB does not).
+OFFLOAD_BYTES = 32 << 20
+# While the memory thread has work, the model thread gives the GIL up after
+# at most this long when the memory thread asks for it (Python's default, 5
+# ms, leaves the memory thread waiting longer than its memset takes).
+_SWITCH_INTERVAL = 0.0005
+
+
+def offload_default() -> bool:
+    """Use a memory thread unless the host gives this process a single CPU
+    (VMEMU_MEMORY_THREAD=0 or 1 decides instead)."""
+    env = os.environ.get("VMEMU_MEMORY_THREAD")
+    if env is not None:
+        return env.strip() not in ("", "0", "no", "off")
+    return len(os.sched_getaffinity(0)) > 1
+
+
+def _all_zero(addr: int, size: int) -> bool:
+    """Every byte equals the next and the first is zero: one memcmp pass
+    over the range itself, no zero buffer."""
+    if ctypes.c_ubyte.from_address(addr).value:
+        return False
+    return size < 2 or _memcmp(addr, addr + 1, size - 1) == 0
 
 
 class NoMemory:
     """Metadata-only backing."""
 
     real = False
+    offload = False
 
     def clear(self, pfn: int, npages: int) -> None:
         pass
 
     def poison(self, pfn: int, npages: int) -> None:
+        pass
+
+    poison_later = poison
+
+    def sync(self) -> None:
         pass
 
     def is_zero(self, pfn: int, npages: int) -> bool:
@@ -56,9 +102,18 @@ class RealMemory:
 
     real = True
 
-    def __init__(self, page_size: int, node_spans: list[tuple[int, int]]):
-        """node_spans: (start_pfn, pages) of each node, in pfn order."""
+    def __init__(self, page_size: int, node_spans: list[tuple[int, int]], offload: bool | None = None):
+        """node_spans: (start_pfn, pages) of each node, in pfn order.
+        offload: use a memory thread (default: offload_default())."""
         self.page_size = page_size
+        self.offload = offload_default() if offload is None else offload
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+        self._worker = None             # the memory thread's ident
+        self._futures: list = []        # work handed over, not yet waited for
+        self._poison_runs: list[tuple[int, int]] = []     # poison_later's, not yet handed over
+        self._poison_pages = 0
+        self._behind = False            # either list is not empty
         self._arenas = []       # (start_pfn, end_pfn, mmap, base address, chunks not yet populated)
         self._unpopulated = 0
         for start, pages in node_spans:
@@ -80,6 +135,8 @@ class RealMemory:
         self._last = self._arenas[0]
 
     def _addr(self, pfn: int, npages: int) -> tuple[int, int]:
+        if self._behind and threading.get_ident() != self._worker:
+            self.sync()                 # anything but the memory thread waits for its work
         last = self._last
         start, end, _arena, base, _fresh = last
         if not (start <= pfn and pfn + npages <= end):
@@ -102,15 +159,13 @@ class RealMemory:
         costs the host one fault per huge page, several times slower in
         total (measured in docs/performance.md).  The bytes are the same:
         fresh anonymous memory is zero either way."""
-        _start, _end, mem, _base, fresh = arena
+        _start, _end, mem, base, fresh = arena
         for chunk in range(offset >> _POPULATE_SHIFT, ((offset + size - 1) >> _POPULATE_SHIFT) + 1):
             if fresh[chunk]:
                 fresh[chunk] = 0
                 self._unpopulated -= 1
                 first = chunk << _POPULATE_SHIFT
-                try:
-                    mem.madvise(_MADV_POPULATE_WRITE, first, min(1 << _POPULATE_SHIFT, len(mem) - first))
-                except (OSError, ValueError):
+                if _madvise(base + first, min(1 << _POPULATE_SHIFT, len(mem) - first), _MADV_POPULATE_WRITE):
                     self._unpopulated = 0     # the host cannot (before Linux 5.14): fault in by access
                     return
 
@@ -144,14 +199,86 @@ class RealMemory:
             arena[off: off + size: self.page_size] = data
 
     def is_zero(self, pfn: int, npages: int) -> bool:
-        addr, size = self._addr(pfn, npages)
-        done = 0
-        while done < size:
-            n = min(_VERIFY_CHUNK, size - done)
-            if _memcmp(addr + done, _ZEROS_ADDR, n):
-                return False
-            done += n
-        return True
+        return _all_zero(*self._addr(pfn, npages))
+
+    def clear_check_touch(self, runs, clear: bool, piece: int, lines: int, line_size: int) -> list:
+        """What faulted pages need of real memory, for runs (first pfn,
+        pages): clear each (when ``clear``), check it is all zero, then make
+        the user's store of 1 into the first ``lines`` cache lines of each
+        page; ``piece`` pages at a time (checked while still in the host's
+        cache).  A piece that is not all zero is left untouched and returned
+        as (first pfn, pages): the caller finds, counts and clears its bad
+        pages, then touches it."""
+        bad = []
+        for first, n in runs:
+            end = first + n
+            for at in range(first, end, piece if clear else n):
+                k = min(piece, end - at) if clear else n
+                if clear:
+                    self.clear(at, k)
+                if not self.is_zero(at, k):
+                    bad.append((at, k))
+                elif lines:
+                    self.touch_lines(at, k, lines, line_size, 1)
+        return bad
+
+    # -- the memory thread ------------------------------------------------------
+
+    def later(self, fn, *args) -> None:
+        """fn(*args), work on this memory only, done on the memory thread
+        after everything handed over before (at once when there is none)."""
+        if not self.offload:
+            fn(*args)
+            return
+        if self._poison_runs:
+            self._hand_over_poison()
+        self._hand_over(fn, *args)
+
+    def poison_later(self, pfn: int, npages: int) -> None:
+        """poison(pfn, npages), gathered and handed over OFFLOAD_BYTES at a time."""
+        if not self.offload:
+            self.poison(pfn, npages)
+            return
+        self._poison_runs.append((pfn, npages))
+        self._poison_pages += npages
+        self._behind = True
+        if self._poison_pages * self.page_size >= OFFLOAD_BYTES:
+            self._hand_over_poison()
+
+    def sync(self) -> None:
+        """Wait until all work handed over is done; re-raise the first error
+        it met (the rest of the work was still done)."""
+        if self._poison_runs:
+            self._hand_over_poison()
+        futures, self._futures = self._futures, []
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        self._behind = False
+        if errors:
+            raise errors[0]
+
+    def _hand_over_poison(self) -> None:
+        runs, self._poison_runs, self._poison_pages = self._poison_runs, [], 0
+        self._hand_over(self._poison_runs_merged, runs)
+
+    def _poison_runs_merged(self, runs: list[tuple[int, int]]) -> None:
+        # Freed pages, each once (a page is freed again only after a clear,
+        # which comes after this work): sorted and merged, one memset a run.
+        for first, n in _merged(runs):
+            end = first + n
+            for start, stop, _arena, _base, _fresh in self._arenas:    # one memset per node at most
+                lo, hi = max(first, start), min(end, stop)
+                if lo < hi:
+                    self.poison(lo, hi - lo)
+
+    def _hand_over(self, fn, *args) -> None:
+        if self._executor is None or self._executor_pid != os.getpid():    # none yet, or forked
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vmemu-memory")
+            self._executor_pid = os.getpid()
+            self._worker = self._executor.submit(threading.get_ident).result()
+            if sys.getswitchinterval() > _SWITCH_INTERVAL:
+                sys.setswitchinterval(_SWITCH_INTERVAL)
+        self._futures.append(self._executor.submit(fn, *args))
+        self._behind = True
 
     def read(self, pfn: int, npages: int) -> bytes:
         addr, size = self._addr(pfn, npages)
@@ -160,6 +287,15 @@ class RealMemory:
     def close(self) -> None:
         """Give the arenas back to the host now (munmap), not when the last
         reference goes: a run of several machines must not hold them all."""
+        try:
+            self.sync()
+        finally:
+            if self._executor is not None and self._executor_pid == os.getpid():
+                self._executor.shutdown()
+            self._executor = None
+            self._unmap()
+
+    def _unmap(self) -> None:
         arenas, self._arenas = self._arenas, []
         self._last = (0, 0, None, 0, b"")
         for _start, _end, arena, _base, _fresh in arenas:
@@ -167,3 +303,14 @@ class RealMemory:
                 arena.close()
             except BufferError:      # still exported somewhere: dropped with its last reference
                 pass
+
+
+def _merged(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Disjoint (first, count) runs, sorted, with adjacent ones joined."""
+    out: list[tuple[int, int]] = []
+    for first, n in sorted(runs):
+        if out and out[-1][0] + out[-1][1] == first:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((first, n))
+    return out
