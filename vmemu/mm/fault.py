@@ -18,7 +18,7 @@ from ..kernel.sched import CPU, SpinLock
 from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_HIGHUSER, GFP_ZERO
 from .mmzone import NOT_ZEROED, PCP_HOT, PCP_ZEROED, PS_PCP, ZEROED, Zone
-from .memory import OFFLOAD_BYTES
+from .memory import OFFLOAD_BYTES, OFFLOAD_PIECE
 from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, PageAllocator, marks
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
@@ -241,7 +241,7 @@ class FaultPath:
         if not memory.offload:
             self._clear_check_touch(zone, runs, cleared, cachelines, lambda pfn: cpu)
             return
-        piece = max(1, OFFLOAD_BYTES // self.page_size)
+        piece = max(1, OFFLOAD_PIECE // self.page_size)
         unverified = self.unverified
 
         def work():

@@ -37,14 +37,18 @@ _madvise.restype = ctypes.c_int
 _HUGE_ARENA = 64 << 20      # arenas from this size on ask the host for huge pages
 _POPULATE_SHIFT = 25        # host memory is faulted in 32 MiB at a time
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)    # Linux 5.14
-# Work handed to the memory thread at a time, at least: each piece costs the
-# thread one wait for the GIL, so pieces must be large (measured in
-# docs/performance.md: 16 to 32 MiB overlap fully, 4 MiB does not).
+# Work handed to the memory thread at a time, at least (a fault series is
+# cut there, exit's poisoning gathered up to it).
 OFFLOAD_BYTES = 32 << 20
-# While the memory thread has work, the model thread gives the GIL up after
-# at most this long when the memory thread asks for it (Python's default, 5
-# ms, leaves the memory thread waiting longer than its memset takes).
-_SWITCH_INTERVAL = 0.0005
+# The memory thread clears and checks a piece at a time, the check while the
+# piece is still in the host's cache.  Between two pieces it needs the GIL
+# back, which the busy model thread gives up only after the switch interval:
+# Python's 5 ms would leave the memory thread waiting most of the time, so
+# the process runs with 50 us once it has a memory thread.  Measured
+# (docs/performance.md): 2 MiB pieces at 50 us, 0.33 s a 1 GiB job; 32 MiB
+# at 0.5 ms, 0.37 to 0.47 s.
+OFFLOAD_PIECE = 2 << 20
+_SWITCH_INTERVAL = 0.00005
 
 
 def offload_default() -> bool:
