@@ -294,13 +294,14 @@ def growth(smoke: bool) -> list[tuple]:
     # twice the memory of the largest job: 4 KiB pages, metadata-only
     memory = f"{(8 << max(exps)) >> 20}G" if not smoke else "256M"
     prof = load_profile("x86-64", overrides={"machine.node_memory": memory, "machine.backing": "none"})
-    per = {}
-    for e in exps:
-        m = pft.prepare_machine(prof, 0, "stock", backing="none")
-        t = time.perf_counter()
-        pft.run_job(m, (1 << e) * 4096, 1, 1, 1)
-        per[e] = (time.perf_counter() - t) / (1 << e)
-        m.close()
+    per = {e: float("inf") for e in exps}
+    for _round in range(1 if smoke else 5):     # best of 5 interleaved rounds: the host moves 15% between runs
+        for e in exps:
+            m = pft.prepare_machine(prof, 0, "stock", backing="none")
+            t = time.perf_counter()
+            pft.run_job(m, (1 << e) * 4096, 1, 1, 1)
+            per[e] = min(per[e], (time.perf_counter() - t) / (1 << e))
+            m.close()
     lo = min(per.values())
     rows = [(f"growth: host us per fault at 2^{e} faults (x86-64, metadata-only)", f"{per[e] * 1e6:.2f}",
              f"{lo * 1e6:.2f} (best size)", f"{per[e] / lo:.2f}", "<= 1.20") for e in exps]
