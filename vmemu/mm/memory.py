@@ -34,7 +34,6 @@ _memcmp.restype = ctypes.c_int
 _madvise = _libc.madvise      # through ctypes: the GIL is released while the host populates
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _madvise.restype = ctypes.c_int
-_HUGE_ARENA = 64 << 20      # arenas from this size on ask the host for huge pages
 _POPULATE_SHIFT = 25        # host memory is faulted in 32 MiB at a time
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)    # Linux 5.14
 # Work handed to the memory thread at a time, at least (a fault series is
@@ -123,15 +122,10 @@ class RealMemory:
         for start, pages in node_spans:
             arena = mmap.mmap(-1, pages * page_size,
                               flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
-            if pages * page_size >= _HUGE_ARENA:
-                # Host-side only: back big arenas with transparent huge pages
-                # where the host allows it, so that the emulated machine's
-                # first use of its RAM costs one host fault per 2 MiB, not
-                # per 4 KiB.  The bytes and every clear of them are the same.
-                try:
-                    arena.madvise(mmap.MADV_HUGEPAGE)
-                except (AttributeError, OSError):
-                    pass
+            # Host pages of 4 KiB, faulted in by _populate: asking for huge
+            # pages (MADV_HUGEPAGE) made a fresh 1 GiB cost the host 0.14 to
+            # 1.05 s instead of a steady 0.26 s (compaction; measured in
+            # docs/performance.md), and memset runs as fast on either.
             base = ctypes.addressof(ctypes.c_char.from_buffer(arena))
             fresh = bytearray(b"\x01") * ((pages * page_size - 1 >> _POPULATE_SHIFT) + 1)
             self._unpopulated += len(fresh)
@@ -160,7 +154,7 @@ class RealMemory:
         """Host-side only: fault in the 32 MiB chunks of the arena that this
         access touches, each with one madvise(MADV_POPULATE_WRITE), before
         the first access.  Faulting the same memory in by the access itself
-        costs the host one fault per huge page, several times slower in
+        costs the host one trap per page, several times slower in
         total (measured in docs/performance.md).  The bytes are the same:
         fresh anonymous memory is zero either way."""
         _start, _end, mem, base, fresh = arena
