@@ -168,3 +168,24 @@ def test_single_cpu_hosts_get_no_thread(monkeypatch):
     assert memory_mod.offload_default() is True
     monkeypatch.setenv("VMEMU_MEMORY_THREAD", "0")
     assert memory_mod.offload_default() is False
+
+
+def test_populate_ahead_claims_each_chunk_once(monkeypatch):
+    """The model's thread and the memory thread may both populate: each
+    32 MiB chunk is faulted in once, and the bytes stay zero."""
+    calls = []
+    real = memory_mod._madvise
+    monkeypatch.setattr(memory_mod, "_madvise", lambda addr, size, advice: calls.append(addr) or real(addr, size, advice))
+    pages = (256 << 20) // PAGE
+    m = RealMemory(PAGE, [(0, pages)], offload=True)
+    try:
+        gate = __import__("threading").Event()
+        m.later(gate.wait)                   # the memory thread is busy: two pieces wait
+        m.later(m.clear, 0, pages // 2)
+        m.populate_ahead([(0, pages)])       # the model's thread claims what is left
+        gate.set()
+        m.sync()
+        assert sorted(calls) == sorted(set(calls)) and len(calls) == 8
+        assert m._unpopulated == 0 and m.is_zero(0, pages)
+    finally:
+        m.close()

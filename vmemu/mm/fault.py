@@ -248,6 +248,7 @@ class FaultPath:
             bad = memory.clear_check_touch(runs, cleared, piece, cachelines, self.cache_line)
             if bad:
                 unverified.append((cpu, zone, bad, cachelines))
+        memory.populate_ahead(runs)
         memory.later(work)
         self.unsettled = True
 

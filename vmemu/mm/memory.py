@@ -117,6 +117,7 @@ class RealMemory:
         self._poison_runs: list[tuple[int, int]] = []     # poison_later's, not yet handed over
         self._poison_pages = 0
         self._behind = False            # either list is not empty
+        self._populating = threading.Lock()     # claims a chunk for _populate
         self._arenas = []       # (start_pfn, end_pfn, mmap, base address, chunks not yet populated)
         self._unpopulated = 0
         for start, pages in node_spans:
@@ -160,12 +161,31 @@ class RealMemory:
         _start, _end, mem, base, fresh = arena
         for chunk in range(offset >> _POPULATE_SHIFT, ((offset + size - 1) >> _POPULATE_SHIFT) + 1):
             if fresh[chunk]:
-                fresh[chunk] = 0
-                self._unpopulated -= 1
+                with self._populating:        # the model's thread may populate too (populate_ahead)
+                    if not fresh[chunk]:
+                        continue
+                    fresh[chunk] = 0
+                    self._unpopulated -= 1
                 first = chunk << _POPULATE_SHIFT
                 if _madvise(base + first, min(1 << _POPULATE_SHIFT, len(mem) - first), _MADV_POPULATE_WRITE):
                     self._unpopulated = 0     # the host cannot (before Linux 5.14): fault in by access
                     return
+
+    def populate_ahead(self, runs) -> None:
+        """Host-side balance on a fresh machine: while the memory thread
+        still has more than one piece of work waiting, the model's thread
+        faults in the host memory of the runs (first pfn, pages) it is about
+        to hand over, instead of leaving that too to the memory thread.  A
+        chunk is populated once, by whichever thread claims it first; an
+        access racing a populate just faults its pages in itself."""
+        if not self._unpopulated or sum(not f.done() for f in self._futures) < 2:
+            return
+        for first, n in runs:
+            for arena in self._arenas:
+                start, end = arena[0], arena[1]
+                if start <= first and first + n <= end:
+                    self._populate(arena, (first - start) * self.page_size, n * self.page_size)
+                    break
 
     def clear(self, pfn: int, npages: int) -> None:
         """One memset for the whole block (clear_page / zero_page(page, order))."""
