@@ -139,13 +139,8 @@ class RealMemory:
         last = self._last
         start, end, _arena, base, _fresh = last
         if not (start <= pfn and pfn + npages <= end):
-            for last in self._arenas:
-                start, end, _arena, base, _fresh = last
-                if start <= pfn and pfn + npages <= end:
-                    self._last = last
-                    break
-            else:
-                raise ValueError(f"pfn range {pfn}+{npages} is not inside one node's memory")
+            self._last = last = self._arena_of(pfn, npages)
+            start, end, _arena, base, _fresh = last
         offset, size = (pfn - start) * self.page_size, npages * self.page_size
         if self._unpopulated:
             self._populate(last, offset, size)
@@ -181,11 +176,15 @@ class RealMemory:
         if not self._unpopulated or sum(not f.done() for f in self._futures) < 2:
             return
         for first, n in runs:
-            for arena in self._arenas:
-                start, end = arena[0], arena[1]
-                if start <= first and first + n <= end:
-                    self._populate(arena, (first - start) * self.page_size, n * self.page_size)
-                    break
+            arena = self._arena_of(first, n)
+            self._populate(arena, (first - arena[0]) * self.page_size, n * self.page_size)
+
+    def _arena_of(self, pfn: int, npages: int) -> tuple:
+        """The arena holding pfn .. pfn + npages - 1 (ValueError if none does)."""
+        for arena in self._arenas:
+            if arena[0] <= pfn and pfn + npages <= arena[1]:
+                return arena
+        raise ValueError(f"pfn range {pfn}+{npages} is not inside one node's memory")
 
     def clear(self, pfn: int, npages: int) -> None:
         """One memset for the whole block (clear_page / zero_page(page, order))."""
