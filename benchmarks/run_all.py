@@ -155,8 +155,8 @@ class Mount:
         subprocess.run([*VMEMU, "mount", self.mp, "--profile", profile, "--fuse-threads", threads],
                        check=True, stdout=subprocess.DEVNULL, env=env)
         self.mount_s = time.perf_counter() - t
-        from vmemu.daemon import state_paths
-        with open(state_paths(self.mp)["pid"]) as f:
+        from vmemu.mounts import run_files
+        with open(run_files(self.mp)["pid"]) as f:
             self.pid = int(f.read())
 
     def rss_mib(self) -> float:

@@ -55,9 +55,9 @@ def unmount(mp: str) -> None:
     vmemu("umount", mp, check=False)
     if os.path.ismount(mp):
         subprocess.run(["umount", "-l", mp], capture_output=True)
-    from vmemu.daemon import state_paths
+    from vmemu.mounts import run_files
     try:
-        os.unlink(state_paths(mp)["log"])     # one log per throw-away mount point
+        os.unlink(run_files(mp)["log"])     # one log per throw-away mount point
     except FileNotFoundError:
         pass
 

@@ -6,15 +6,15 @@ import subprocess
 import time
 
 from conftest import read, vmemu, wait_for
-from vmemu.daemon import mount_state, state_paths
+from vmemu.mounts import mount_state, run_files
 
 
 def test_sigkill_during_fault_job_then_mount_again(fresh_mountpoint, capsys):
     mp = fresh_mountpoint
     vmemu("mount", mp, "--profile", "x86-64", "--seed", "1")
-    with open(state_paths(mp)["pid"]) as f:
+    with open(run_files(mp)["pid"]) as f:
         pid = int(f.read())
-    log = state_paths(mp)["log"]
+    log = run_files(mp)["log"]
     job = subprocess.Popen(["sh", "-c", f"echo 'bytes=1G threads=2 rep=5' > {mp}/proc/vmemu/fault"],
                            stderr=subprocess.PIPE, text=True)
     try:

@@ -8,13 +8,14 @@ import sys
 import pytest
 
 from conftest import VMEMU, read, vmemu, wait_for
-from vmemu.daemon import SetupError, load_fuse, mount_state, state_paths
+from vmemu.daemon import SetupError, load_fuse
+from vmemu.mounts import mount_state, run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def daemon_pid(mp) -> int:
-    with open(state_paths(mp)["pid"]) as f:
+    with open(run_files(mp)["pid"]) as f:
         return int(f.read())
 
 
@@ -34,12 +35,12 @@ def test_mount_status_umount(fresh_mountpoint):
     pid = daemon_pid(mp)
     st = vmemu("status", mp).stdout
     assert "state:      mounted" in st and "profile:    x86-64" in st and f"pid:        {pid}" in st
-    assert "(virtual)" in st and os.path.exists(state_paths(mp)["log"])
+    assert "(virtual)" in st and os.path.exists(run_files(mp)["log"])
     again = vmemu("mount", mp, check=False)
     assert again.returncode == 1 and "already mounted" in again.stderr
     vmemu("umount", mp)
     assert mount_state(mp) == "unmounted" and gone(pid)
-    assert not os.path.exists(state_paths(mp)["pid"])
+    assert not os.path.exists(run_files(mp)["pid"])
     assert vmemu("status", mp, check=False).returncode == 1
 
 
@@ -86,8 +87,8 @@ def test_signal_unmounts_cleanly(fresh_mountpoint, sig):
     pid = daemon_pid(mp)
     os.kill(pid, sig)
     wait_for(lambda: gone(pid) and mount_state(mp) == "unmounted")
-    assert not os.path.exists(state_paths(mp)["pid"])
-    with open(state_paths(mp)["log"]) as f:
+    assert not os.path.exists(run_files(mp)["pid"])
+    with open(run_files(mp)["log"]) as f:
         assert f.read().rstrip().endswith(f"unmounted {mp}")
 
 

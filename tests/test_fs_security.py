@@ -11,7 +11,8 @@ import stat
 import pytest
 
 from conftest import mounting, read, sh, vmemu
-from vmemu.daemon import load_fuse, mount_state
+from vmemu.daemon import load_fuse
+from vmemu.mounts import mount_state
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "interfaces.md")
 as_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"),

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from conftest import read, vmemu, wait_for
-from vmemu.daemon import mount_state, state_paths
+from vmemu.mounts import mount_state, run_files
 
 SNAPSHOT = ["proc/vmstat", "proc/buddyinfo", "proc/vmemu/zeroinfo", "proc/meminfo",
             "proc/sys/vm/scrub_start", "proc/sys/vm/scrub_stop", "proc/sys/vm/scrub_load",
@@ -59,13 +59,13 @@ def test_restored_after_clean_shutdown(fresh_mountpoint, state_file, stop):
     if stop == "umount":
         vmemu("umount", mp)
     else:
-        with open(state_paths(mp)["pid"]) as f:
+        with open(run_files(mp)["pid"]) as f:
             os.kill(int(f.read()), stop)
-        wait_for(lambda: mount_state(mp) == "unmounted" and not os.path.exists(state_paths(mp)["pid"]))
+        wait_for(lambda: mount_state(mp) == "unmounted" and not os.path.exists(run_files(mp)["pid"]))
     assert os.path.getsize(state_file) > 0
     vmemu("mount", mp, *MOUNT, "--state", state_file)
     assert snapshot(mp) == before
-    assert "restored x86-64 from" in open(state_paths(mp)["log"]).read()
+    assert "restored x86-64 from" in open(run_files(mp)["log"]).read()
     vmemu("umount", mp)
 
 

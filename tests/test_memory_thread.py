@@ -194,11 +194,11 @@ def test_populate_ahead_claims_each_chunk_once(monkeypatch):
 def test_row_workers_get_a_memory_thread_only_with_cpus_to_spare(monkeypatch):
     import os
     monkeypatch.delenv("VMEMU_MEMORY_THREAD", raising=False)
-    pft._init_worker(None, False)            # rows in parallel keep the CPUs busy already
+    pft.rows.memory_thread_policy(False)            # rows in parallel keep the CPUs busy already
     assert os.environ["VMEMU_MEMORY_THREAD"] == "0" and not memory_mod.offload_default()
     monkeypatch.setenv("VMEMU_MEMORY_THREAD", "1")
-    pft._init_worker(None, False)            # the user's choice stands
+    pft.rows.memory_thread_policy(False)            # the user's choice stands
     assert os.environ["VMEMU_MEMORY_THREAD"] == "1"
     monkeypatch.delenv("VMEMU_MEMORY_THREAD")
-    pft._init_worker(None, True)
+    pft.rows.memory_thread_policy(True)
     assert os.environ["VMEMU_MEMORY_THREAD"] == "1"

@@ -44,7 +44,7 @@ def test_unknown_profile_is_a_clear_error():
 
 def test_bad_profile_file(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('inherit = "x86-64"\n[machine]\npage_size = { value = 3000, source = "x" }\n')
+    bad.write_text('inherit = "x86-64"\n[machine]\npage_size = { value = 6144, source = "x" }\n')
     with pytest.raises(ProfileError, match="page_size must be a power of two"):
         load_profile(str(bad))
     bad.write_text("this is not toml [")

@@ -1,26 +1,49 @@
 """The `vmemu` command.  One function per subcommand and one parser block
-each (see build_parser); main() only dispatches."""
+each (see build_parser); main() only dispatches.
+
+Every failure a user can cause is one line on stderr: exit 2 for a usage
+error (an option that does not parse, options that conflict, a job no
+machine of the profile can run), 1 when the command could not do its work.
+Options are checked before anything is mounted or run.  No command waits
+on a mount without a time limit (vmemu.mounts).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
-import logging
+import math
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
+from . import mounts
 from .profiles import DEFAULT_PROFILE
 
 DEFAULT_MOUNTPOINT = "./mountpoint"
 MOUNT_TIMEOUT_S = 30
+UMOUNT_TIMEOUT_S = 15
+MAX_SPEED = 1_000_000
 
 
-def die(msg: str) -> int:
-    print(f"vmemu: {msg}", file=sys.stderr)
-    return 1
+class UsageError(Exception):
+    """A usage error: exit 2 with this one line."""
+
+
+class CommandError(Exception):
+    """The command could not do its work: exit 1 with this one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage dump)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
@@ -34,94 +57,176 @@ def wait_for(cond, timeout: float, step: float = 0.05) -> bool:
         time.sleep(step)
 
 
-def pid_alive(pid: int) -> bool:
+# -- option types: the kernel's parsers, one line on a bad value -------------------
+
+def _kernel_parse(parse, what: str):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e.strerror}; expected {what}") from None
+    convert.__name__ = what           # argparse names the type in some messages
+    return convert
+
+
+def _count(text: str) -> int:
+    from .lib.kstrtox import kstrtoull
+    return kstrtoull(text.encode())
+
+
+def _sysctl_int(text: str) -> int:
+    # what proc_dointvec would store from this write, and nothing may be left over
+    from .fs.sysctl import parse_intvec
+    data = text.encode()
+    values, used = parse_intvec("value", data, 1)
+    if used != len(data):
+        raise OSError(errno.EINVAL, "one integer only")
+    return values[0]
+
+
+def _size(text: str) -> int:
+    from .lib.cmdline import memparse
+    return memparse(text)
+
+
+count = _kernel_parse(_count, "a count (decimal, 0x hex or 0 octal, as kstrtoull reads it)")
+size = _kernel_parse(_size, "a size (a count with an optional K, M, G or T, as memparse reads it)")
+sysctl_int = _kernel_parse(_sysctl_int, "an int (as proc_dointvec reads it)")
+
+
+def positive(text: str) -> int:
+    value = count(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive count")
+    return value
+
+
+def thread_list(text: str) -> list[int]:
+    """-f 4, -f 1,2,4,8: one row per value; no empty items."""
+    items = text.split(",")
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty item in the list of thread counts")
+    return [count(item) for item in items]
+
+
+def speed(text: str) -> float:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); it is not running.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def read_pid(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def clear_stale(mountpoint: str) -> None:
-    """A daemon killed with SIGKILL leaves "Transport endpoint is not connected"."""
-    for cmd in (["fusermount3", "-u", mountpoint], ["umount", "-l", mountpoint]):
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        from .daemon import mount_state
-        if mount_state(mountpoint) != "stale":
-            return
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the speed is virtual seconds per wall second, a number above 0 and at most {MAX_SPEED}")
+    return value
 
 
 # -- mount -----------------------------------------------------------------------
 
+def force_unmount(mountpoint: str) -> None:
+    """Unmount lazily: a stale mount, or one whose daemon does not answer."""
+    for cmd in (["fusermount3", "-uz", mountpoint], ["umount", "-l", mountpoint]):
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if mounts.mount_entry(mountpoint) is None:
+            return
+
+
+def check_mountpoint(mp: str, nonempty: bool) -> None:
+    state = mounts.mount_state(mp)
+    if state == mounts.STALE:
+        force_unmount(mp)
+        state = mounts.mount_state(mp)
+    if state == mounts.MOUNTED:
+        raise CommandError(f"{mp}: already mounted (vmemu umount {mp})")
+    if state != mounts.UNMOUNTED:
+        raise CommandError(f"{mp}: {mounts.describe(state, mp)}")
+    if not os.path.exists(mp):
+        raise CommandError(f"{mp}: no such directory")
+    if not os.path.isdir(mp):
+        raise CommandError(f"{mp}: not a directory")
+    # A checked-in placeholder (.gitkeep) does not count as content.
+    if not nonempty and [n for n in os.listdir(mp) if n != ".gitkeep"]:
+        raise CommandError(f"{mp}: directory is not empty (use --nonempty to mount over it anyway)")
+
+
+def file_problem(path: str) -> str | None:
+    """Why a file could not be written (replaced) at path, or None: checked
+    by making a scratch file beside it, without touching path itself."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "not a regular file"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"no such directory {folder}"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vmemu-check-"):
+            pass
+    except OSError as e:
+        return f"cannot write in {folder} ({e.strerror})"
+    return None
+
+
+def check_state_file(path: str) -> None:
+    """--state FILE: refused now unless the machine can be saved there at the end."""
+    problem = file_problem(path)
+    if problem is None and os.path.exists(path) and not os.access(path, os.R_OK):
+        problem = "not readable"
+    if problem:
+        raise CommandError(f"--state {path}: {problem}")
+
+
 def cmd_mount(args) -> int:
-    from .daemon import SetupError, load_fuse, mount_state, state_paths
+    from .daemon import SetupError, load_fuse
     from .profiles import ProfileError, load_profile
-    mp = args.mountpoint
     try:
         load_profile(args.profile)
         load_fuse()
     except (ProfileError, SetupError) as e:
-        return die(str(e))
-    state = mount_state(mp)
-    if state == "stale":
-        clear_stale(mp)
-        state = mount_state(mp)
-        if state == "stale":
-            return die(f"{mp}: stale mount could not be cleared (try: umount -l {mp})")
-    if state == "mounted":
-        return die(f"{mp}: already mounted (vmemu umount {mp})")
-    if not os.path.isdir(mp):
-        return die(f"{mp}: no such directory")
-    # A checked-in placeholder (.gitkeep) does not count as content.
-    if not args.nonempty and [n for n in os.listdir(mp) if n != ".gitkeep"]:
-        return die(f"{mp}: directory is not empty (use --nonempty to mount over it anyway)")
-    paths = state_paths(mp)
-    if args.foreground:
-        from .daemon import serve
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-        try:
-            return serve(mp, args.profile, args.seed, args.backing, args.speed, args.allow_other,
-                         args.fuse_threads, args.state)
-        except SetupError as e:
-            return die(str(e))
-    cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
-           "--seed", str(args.seed), "--speed", str(args.speed), "--fuse-threads", args.fuse_threads]
-    if args.backing:
-        cmd += ["--backing", args.backing]
-    if args.allow_other:
-        cmd.append("--allow-other")
-    if args.nonempty:
-        cmd.append("--nonempty")
+        raise CommandError(str(e)) from None
+    check_mountpoint(args.mountpoint, args.nonempty)
     if args.state:
-        cmd += ["--state", os.path.abspath(args.state)]
-    with open(paths["log"], "a") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    if not wait_for(lambda: proc.poll() is not None or mount_state(mp) == "mounted", MOUNT_TIMEOUT_S):
+        check_state_file(args.state)
+    if args.foreground:
+        return serve_foreground(args)
+    return spawn_daemon(args)
+
+
+def serve_foreground(args) -> int:
+    import logging
+    from .daemon import SetupError, serve
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        rc = serve(args.mountpoint, args.profile, args.seed, args.backing, args.speed, args.allow_other,
+                   args.fuse_threads, args.state)
+    except SetupError as e:
+        raise CommandError(str(e)) from None
+    if rc:
+        raise CommandError(_take_error(args.mountpoint, keep=True) or "the machine was not saved")
+    return 0
+
+
+def spawn_daemon(args) -> int:
+    mp = args.mountpoint
+    log_path = mounts.run_files(mp)["log"]
+    cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
+           "--seed", str(args.seed), "--speed", repr(args.speed), "--fuse-threads", args.fuse_threads]
+    cmd += ["--backing", args.backing] if args.backing else []
+    cmd += ["--allow-other"] if args.allow_other else []
+    cmd += ["--nonempty"] if args.nonempty else []
+    cmd += ["--state", os.path.abspath(args.state)] if args.state else []
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    up = lambda: proc.poll() is not None or mounts.mount_state(mp) == mounts.MOUNTED
+    if not wait_for(up, MOUNT_TIMEOUT_S):
         proc.kill()
-        return die(f"{mp}: mount did not come up in {MOUNT_TIMEOUT_S} s; see {paths['log']}")
+        raise CommandError(f"{mp}: mount did not come up in {MOUNT_TIMEOUT_S} s; see {log_path}")
     if proc.poll() is not None:
-        with open(paths["log"]) as f:
+        with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:]
         if tail and tail[0].startswith("vmemu: "):        # the daemon's own one-line reason
-            return die(f"{tail[0][len('vmemu: '):]} (log: {paths['log']})")
-        return die(f"daemon exited ({tail[0] if tail else 'no log'}); log: {paths['log']}")
-    print(f"vmemu: {args.profile} mounted on {mp} (pid {proc.pid}, log {paths['log']})")
+            raise CommandError(f"{tail[0][len('vmemu: '):]} (log: {log_path})")
+        raise CommandError(f"daemon exited ({tail[0] if tail else 'no log'}); log: {log_path}")
+    print(f"vmemu: {args.profile} mounted on {mp} (pid {proc.pid}, log {log_path})")
     return 0
 
 
@@ -130,12 +235,13 @@ def add_mount(sub) -> None:
     p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
     p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help=f"shipped profile name or a .toml file (default {DEFAULT_PROFILE}, the seed's machine)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--foreground", action="store_true", help="stay attached, log to stderr")
     p.add_argument("--allow-other", action="store_true", help="let other users in (modes still apply)")
     p.add_argument("--backing", choices=("real", "none"), default=None,
                    help="back page frames with host memory (default: the profile's choice)")
-    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second while idle")
+    p.add_argument("--speed", type=speed, default=1.0,
+                   help=f"virtual seconds per wall second while idle (above 0, at most {MAX_SPEED})")
     p.add_argument("--nonempty", action="store_true", help="mount over a non-empty directory")
     p.add_argument("--state", metavar="FILE",
                    help="restore the machine from FILE if it exists (its profile must match; its seed "
@@ -147,26 +253,74 @@ def add_mount(sub) -> None:
 
 # -- umount ----------------------------------------------------------------------
 
-def cmd_umount(args) -> int:
-    from .daemon import mount_state, state_paths
-    mp = args.mountpoint
-    paths = state_paths(mp)
-    pid = read_pid(paths["pid"])
-    if pid and pid_alive(pid):
-        # libfuse's SIGTERM handler unmounts (lazily when busy) and the daemon exits.
+def _take_error(mountpoint: str, keep: bool = False) -> str | None:
+    """The daemon's reason it could not save the machine, if it left one."""
+    path = mounts.run_files(mountpoint)["error"]
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    if not keep:
+        os.unlink(path)
+    return text or None
+
+
+def _info(mountpoint: str) -> dict:
+    try:
+        with open(mounts.run_files(mountpoint)["info"]) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def stop_daemon(mp: str, pid: int) -> None:
+    """SIGTERM (libfuse's handler unmounts and the daemon saves and exits);
+    a stopped daemon is resumed so that it can.  One that is still there
+    after UMOUNT_TIMEOUT_S is left running, its mount unmounted lazily."""
+    try:
         os.kill(pid, signal.SIGTERM)
-        if not wait_for(lambda: not pid_alive(pid), 15):
-            return die(f"daemon {pid} did not exit after SIGTERM")
-    state = mount_state(mp)
-    if state == "stale":
-        clear_stale(mp)
-    elif state == "mounted":
-        subprocess.run(["fusermount3", "-u", mp])
-    if mount_state(mp) != "unmounted":
-        return die(f"{mp}: still mounted")
-    for p in ("pid", "state"):
-        if os.path.exists(paths[p]):
-            os.unlink(paths[p])
+        if mounts.stopped(pid):
+            os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:                # it ended meanwhile
+        return
+    except PermissionError:
+        raise CommandError(f"daemon {pid} belongs to another user: it cannot be stopped from here") from None
+    if wait_for(lambda: not mounts.pid_alive(pid), UMOUNT_TIMEOUT_S):
+        return
+    force_unmount(mp)
+    raise CommandError(f"daemon {pid} has not exited {UMOUNT_TIMEOUT_S} s after SIGTERM; {mp} was unmounted "
+                       f"lazily; the daemon saves (with --state) when it ends; kill -9 {pid} ends it unsaved")
+
+
+def cmd_umount(args) -> int:
+    mp = args.mountpoint
+    files = mounts.run_files(mp)
+    pid = mounts.read_pid(files["pid"])
+    state = mounts.mount_state(mp)
+    if state == mounts.FOREIGN:
+        raise CommandError(f"{mp}: not a vmemu mount (another filesystem is mounted there)")
+    if state == mounts.UNMOUNTED and not mounts.pid_alive(pid):
+        error = _take_error(mp)
+        raise CommandError(f"{mp}: {error}" if error else f"{mp}: not mounted")
+    info, died = _info(mp), pid is not None and not mounts.pid_alive(pid)
+    if mounts.pid_alive(pid):
+        stop_daemon(mp, pid)
+    if mounts.mount_entry(mp) is not None:
+        force_unmount(mp)
+    if mounts.mount_entry(mp) is not None:
+        raise CommandError(f"{mp}: still mounted (umount -l {mp})")
+    for name in ("pid", "info"):
+        if os.path.exists(files[name]):
+            os.unlink(files[name])
+    error = _take_error(mp)
+    if error:
+        raise CommandError(error)
+    if died and info.get("state_file"):
+        raise CommandError(f"daemon {pid} had died (killed?): cleared its mount; the machine was not saved "
+                           f"to {info['state_file']} (the file holds the last save)")
+    if died:
+        print(f"vmemu: daemon {pid} had died (killed?): cleared its mount", file=sys.stderr)
     return 0
 
 
@@ -183,32 +337,42 @@ def add_umount(sub) -> None:
 
 # -- status ----------------------------------------------------------------------
 
-def cmd_status(args) -> int:
-    from .daemon import mount_state, state_paths
-    mp = args.mountpoint
-    paths = state_paths(mp)
-    state = mount_state(mp)
-    try:
-        with open(paths["state"]) as f:
-            info = json.load(f)
-    except (OSError, ValueError):
-        info = {}
-    pid = info.get("pid")
-    alive = bool(pid and pid_alive(pid))
-    print(f"mountpoint: {os.path.realpath(mp)}")
-    print(f"state:      {state}" + ("" if state != "stale" else " (Transport endpoint is not connected)"))
-    print(f"profile:    {info.get('profile', '-')}")
-    print(f"pid:        {pid if alive else '-'}")
-    uptime = "-"
-    if state == "mounted":
+def read_with_timeout(path: str, timeout: float) -> str | None:
+    """The file's text, or None when the daemon does not answer in time."""
+    out: list[str] = []
+
+    def read() -> None:
         try:
-            with open(os.path.join(mp, "proc/uptime")) as f:
-                uptime = f.read().split()[0] + " s"
+            with open(path) as f:
+                out.append(f.read())
         except OSError as e:
-            uptime = f"unreadable ({e.strerror})"
+            out.append(f"unreadable ({e.strerror})")
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else None
+
+
+def cmd_status(args) -> int:
+    mp = args.mountpoint
+    files = mounts.run_files(mp)
+    state = mounts.mount_state(mp)
+    info = _info(mp)
+    pid = info.get("pid") or mounts.read_pid(files["pid"])
+    alive = mounts.pid_alive(pid)
+    uptime = "-"
+    if state == mounts.MOUNTED:
+        text = read_with_timeout(os.path.join(mp, "proc/uptime"), mounts.PROBE_TIMEOUT_S)
+        uptime = "no answer" if text is None else text.split()[0] + " s" if text[:1].isdigit() else text
+    print(f"mountpoint: {mounts.canonical(mp)}")
+    print(f"state:      {state}")
+    print(f"profile:    {info.get('profile', '-')}")
+    print(f"pid:        {pid if alive else '-'}" + (" (stopped)" if mounts.stopped(pid) else ""))
     print(f"uptime:     {uptime} (virtual)")
-    print(f"log:        {paths['log']}")
-    return 0 if state == "mounted" and alive else 1
+    print(f"log:        {files['log']}")
+    if state != mounts.MOUNTED:
+        print(f"vmemu: {mp}: {mounts.describe(state, mp)}", file=sys.stderr)
+    return 0 if state == mounts.MOUNTED and alive else 1
 
 
 def add_status(sub) -> None:
@@ -227,11 +391,11 @@ def cmd_shell(args) -> int:
     else:
         head, command = rest[:1], rest[1:]
     if len(head) > 1:
-        return die("shell: usage: vmemu shell [MOUNTPOINT] [-- COMMAND...]")
+        raise UsageError("vmemu shell: usage: vmemu shell [MOUNTPOINT] [-- COMMAND...]")
     try:
         return run(head[0] if head else DEFAULT_MOUNTPOINT, command)
     except ShellError as e:
-        return die(str(e))
+        raise CommandError(str(e)) from None
 
 
 def add_shell(sub) -> None:
@@ -243,100 +407,63 @@ def add_shell(sub) -> None:
 
 # -- pft -------------------------------------------------------------------------
 
-def parse_threads(text: str) -> list[int]:
-    """-f 4, -f 1,2,4,8: one row per value."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"threads must be integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("no thread count given")
-    return values
-
-
-def cmd_pft(args) -> int:
-    from . import pft
-    from .profiles import ProfileError, load_profile
-    try:
-        profile = load_profile(args.profile)
-    except ProfileError as e:
-        args.parser.error(str(e))
-    if args.jobs is not None and args.jobs <= 0:
-        args.parser.error(f"-j must be positive, got {args.jobs}")
-    if args.compare_seed:
-        pairs = pft.compare_seed(profile, args.seed, backing=args.backing or "none",
-                                 progress=pft.Progress(sys.stderr), jobs=args.jobs)
-        print(pft.format_comparison(pairs))
-        if args.plot:
-            return pft.plot(pairs, args.plot)
-        return 0
-    nbytes = args.bytes if args.bytes is not None else args.gigabytes << 30
-    threads = [t for group in args.threads for t in group] or [1]
-    problems = pft.check_options(profile, nbytes, threads, args.rep, args.cachelines)
-    if problems:
-        args.parser.error(problems)
-    scrub = {k: v for k, v in (("scrub_start", args.scrub_start), ("scrub_stop", args.scrub_stop),
-                               ("scrub_load", args.scrub_load)) if v is not None}
-    specs = [{"machine": dict(profile=profile, seed=args.seed, kernel=args.kernel, prezeroed=args.prezeroed,
-                              backing=args.backing, scrub=scrub, bte=args.bte),
-              "job": dict(nbytes=nbytes, threads=n, rep=args.rep, cachelines=args.cachelines, bzero=args.zero)}
-             for n in threads]
-    try:
-        results = pft.run_rows(specs, args.jobs, pft.Progress(sys.stderr))
-    except pft.JobError as e:
-        return die(f"pft: {e.strerror}")
-    print(pft.format_results(results, args.format, title=args.title or args.format in ("csv", "json")))
-    if args.plot:
-        return pft.plot([(None, r) for r in results], args.plot, kernel=args.kernel)
-    return 0
-
-
-def add_pft(sub) -> None:
-    p = sub.add_parser("pft", help="run the seed's page fault test on the emulated machine",
-                       description="pft, the page fault test of the seed, in virtual time. "
-                                   "Several -f values (or -f 1,2,4,8) give one row each.")
-    p.add_argument("-g", dest="gigabytes", type=int, default=1, help="gigabytes per repetition (default 1)")
-    p.add_argument("-b", dest="bytes", type=int, help="bytes per repetition (overrides -g)")
-    p.add_argument("-r", dest="rep", type=int, default=1, help="repetitions (default 1)")
-    p.add_argument("-f", dest="threads", type=parse_threads, action="append", default=[],
-                   help="threads, or a list like 1,2,4,8")
-    p.add_argument("-c", dest="cachelines", type=int, default=1, help="cache lines touched per page")
-    p.add_argument("-z", dest="zero", action="store_true", help="bzero the area first (user-space clear)")
-    p.add_argument("-t", dest="title", action="store_true", help="print the title line")
-    p.add_argument("-v", dest="verbose", action="store_true", help="verbose")
-    p.add_argument("--profile", default="altix-8")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kernel", choices=("stock", "prezero"), default="prezero")
-    p.add_argument("--scrub-start", type=int)
-    p.add_argument("--scrub-stop", type=int)
-    p.add_argument("--scrub-load", type=int)
-    p.add_argument("--prezeroed", action="store_true", help="start with every free block zeroed")
-    p.add_argument("--bte", action="store_true", help="let scrubd use the Altix BTE (the seed's table had none)")
-    p.add_argument("--backing", choices=("real", "none"), help="override the profile's memory backing")
-    p.add_argument("--format", choices=("2004", "2006", "csv", "json"), default="2004")
-    p.add_argument("-j", "--jobs", type=int,
-                   help="rows to run at once, each in its own process (default: one per host CPU, "
-                        "as host memory allows); the rows are the same whatever the number")
-    p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
-    p.add_argument("--compare-seed", action="store_true",
-                   help="run the seed's 9 rows on the profile and print ours beside the seed's")
-    p.set_defaults(func=cmd_pft, parser=p)
+from .pft.cli import add_pft   # noqa: E402  (the pft subcommand, in a module of its own)
 
 
 # -------------------------------------------------------------------------------
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+    try:
+        return dist_version("vmemu")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vmemu", description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="vmemu",
+                    description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
+    parser.add_argument("--version", action="version", version=f"vmemu {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (add_mount, add_umount, add_status, add_shell, add_pft):
         add(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:
+            raise UsageError(f"vmemu {args.command}: unrecognized arguments: {' '.join(extra)} "
+                             f"(see vmemu {args.command} --help)")
+        rc = args.func(args)
+        sys.stdout.flush()                    # a closed pipe is found here, not at exit
+        return rc
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"vmemu: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nvmemu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (vmemu status | head -1): end quietly, as a C
+        # tool killed by SIGPIPE would; nothing more can reach it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except Exception as e:                    # a bug: still one line, the traceback on request
+        if os.environ.get("VMEMU_DEBUG"):
+            raise
+        print(f"vmemu: internal error: {type(e).__name__}: {e} (VMEMU_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vmemu.cli` (how the daemon is started): run the module's
+    # imported copy, so its error classes are the ones pft.cli raises.
+    from vmemu.cli import main as _main
+    sys.exit(_main())

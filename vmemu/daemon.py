@@ -21,7 +21,6 @@ wall time it took is not added again.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import time
 from .machine import Machine
 from .mm.fail_page_alloc import FailPageAlloc
 from .fs import procfs
+from .mounts import run_files
 
 log = logging.getLogger("vmemu.daemon")
 TICK_S = 0.1
@@ -142,41 +142,6 @@ class Kernel:
                     log.exception("advance failed")
 
 
-# ---------------------------------------------------------------------------
-# Files the CLI and the daemon share
-
-def runtime_dir() -> str:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    d = os.path.join(base, "vmemu") if base else f"/tmp/vmemu-{os.getuid()}"
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    return d
-
-
-def state_paths(mountpoint: str) -> dict[str, str]:
-    import hashlib
-    h = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:12]
-    base = os.path.join(runtime_dir(), h)
-    return {"pid": base + ".pid", "log": base + ".log", "state": base + ".json"}
-
-
-def mount_state(mountpoint: str) -> str:
-    """'mounted', 'stale' (daemon gone: Transport endpoint is not connected), or 'unmounted'."""
-    try:
-        os.statvfs(mountpoint)     # statfs always reaches the daemon; stat may be answered from cache
-    except OSError as e:
-        if e.errno == errno.ENOTCONN:
-            return "stale"
-        return "unmounted"
-    real = os.path.realpath(mountpoint)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mp = fields[4].encode().decode("unicode_escape")
-            if mp == real and " - fuse" in line:
-                return "mounted"
-    return "unmounted"
-
-
 class SetupError(Exception):
     """A one-line reason the daemon cannot start."""
 
@@ -212,19 +177,21 @@ def restore_or_boot(state_file: str | None, profile: str, seed: int, backing: st
     return machine
 
 
-def save_on_exit(kernel: Kernel, state_file: str | None) -> None:
-    """Save the machine to state_file after a clean unmount (not while a job holds it)."""
+def save_on_exit(kernel: Kernel, state_file: str | None) -> str | None:
+    """Save the machine to state_file after a clean unmount (not while a job
+    holds it).  Returns why it could not, or None; the previous file is
+    left as it was (save_state writes a new one and renames it over)."""
     if not state_file:
-        return
+        return None
     from .state import StateError, save_state
     if not kernel.lock.acquire(timeout=5):
-        log.error("not saving %s: a fault job still holds the machine", state_file)
-        return
+        return f"not saved to {state_file}: a fault job still holds the machine"
     try:
         save_state(kernel.machine, state_file)
         log.info("saved the machine to %s", state_file)
+        return None
     except (StateError, OSError) as e:
-        log.error("not saving %s: %s", state_file, e)
+        return f"not saved to {state_file}: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
     finally:
         kernel.lock.release()
 
@@ -243,39 +210,59 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
           speed: float = 1.0, allow_other: bool = False, threads: str = "multi",
           state_file: str | None = None) -> int:
     """Mount and serve until unmounted or signalled (SIGTERM/SIGINT: libfuse's
-    own handlers unmount; no Python handler is installed for them)."""
-    mfusepy = load_fuse()
+    own handlers unmount; no Python handler is installed for them).  Returns
+    1 when the machine could not be saved to state_file at the end: the
+    reason is printed, logged and left in the run files' "error" file for
+    `vmemu umount` to report."""
+    load_fuse()
     from .fs.fuse_ops import VmemuFUSE, VmemuOps
     machine = restore_or_boot(state_file, profile, seed, backing)
     kernel = Kernel(machine, seed)
-    paths = state_paths(mountpoint)
-    with open(paths["pid"], "w") as f:
+    files = run_files(mountpoint)
+    _remove(files["error"])
+    with open(files["pid"], "w") as f:
         f.write(f"{os.getpid()}\n")
-    with open(paths["state"], "w") as f:
+    with open(files["info"], "w") as f:
         json.dump({"pid": os.getpid(), "mountpoint": os.path.realpath(mountpoint),
                    "profile": machine.profile.name, "seed": seed, "backing": machine.backing,
-                   "speed": speed, "threads": threads, "log": paths["log"]}, f)
+                   "speed": speed, "threads": threads, "log": files["log"], "state_file": state_file}, f)
     log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
              machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
     kernel.start_clock(speed)
-    opts = dict(foreground=True, nothreads=(threads == "single"), default_permissions=True,
-                fsname="vmemu", subtype="vmemu", direct_io=True)
-    if allow_other:
-        opts["allow_other"] = True
-    opts.update(extra_fuse_options())
+    error = None
     try:
-        VmemuFUSE(VmemuOps(kernel), mountpoint, **opts)
+        VmemuFUSE(VmemuOps(kernel), mountpoint, **fuse_options(threads, allow_other))
     except RuntimeError as e:
         # libfuse3 reports an exit by signal as an error code; the unmount is done.
         log.info("FUSE loop ended: %s", e)
     finally:
         kernel.stop_clock()
-        save_on_exit(kernel, state_file)
-        for p in ("pid", "state"):
-            try:
-                os.unlink(paths[p])
-            except FileNotFoundError:
-                pass
+        error = save_on_exit(kernel, state_file)
+        if error:
+            log.error("%s", error)
+            with open(files["error"], "w") as f:
+                f.write(error + "\n")
+        _remove(files["pid"])
+        _remove(files["info"])
         machine.close()
     log.info("unmounted %s", mountpoint)
-    return 0
+    return 1 if error else 0
+
+
+def fuse_options(threads: str, allow_other: bool) -> dict:
+    opts = dict(foreground=True, nothreads=(threads == "single"), default_permissions=True,
+                fsname="vmemu", subtype="vmemu", direct_io=True,
+                # libfuse 3.14 warns about its own default (UINT_MAX) at every
+                # mount unless this is set; 10 is its documented default.
+                max_idle_threads=10)
+    if allow_other:
+        opts["allow_other"] = True
+    opts.update(extra_fuse_options())
+    return opts
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

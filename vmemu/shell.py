@@ -17,6 +17,8 @@ import shlex
 import subprocess
 import sys
 
+from .mounts import MOUNTED, describe, mount_entry, mount_state
+
 # Directories bound whole: the host's versions hold entries the emulated
 # machine must not show (host sysctls, host NUMA nodes), and the emulated
 # ones hold entries the host lacks (scrub_* sysctls, node1..N).
@@ -57,23 +59,12 @@ def bind_list(mountpoint: str, host_root: str = "/") -> list[tuple[str, str]]:
     return binds
 
 
-def fuse_options(mountpoint: str) -> set[str] | None:
-    """Mount and super options of the FUSE mount at mountpoint, or None."""
-    real = os.path.realpath(mountpoint)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            if fields[4].encode().decode("unicode_escape") == real and post.startswith("fuse"):
-                return set(fields[5].split(",")) | set(post.split()[2].split(","))
-    return None
-
-
 def unshare_argv(mountpoint: str, command: list[str]) -> list[str]:
     """The unshare command line that binds everything and execs command."""
-    opts = fuse_options(mountpoint)
-    if opts is None:
-        raise ShellError(f"{mountpoint}: not mounted (vmemu mount {mountpoint})")
+    state = mount_state(mountpoint)
+    if state != MOUNTED:
+        raise ShellError(f"{mountpoint}: {describe(state, mountpoint)}")
+    opts = mount_entry(mountpoint).options
     if os.geteuid() == 0:
         ns = ["unshare", "--mount", "--propagation", "private"]
     elif "allow_other" in opts:

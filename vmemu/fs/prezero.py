@@ -24,12 +24,11 @@ from __future__ import annotations
 import errno
 
 from ..arch.sn.bte import BTE_RESULT_NAMES, INJECTABLE
-from ..lib.kstrtox import kstrtobool, kstrtoull
+from ..lib.kstrtox import kstrtobool, kstrtouint
 from ..mm.scrubd import POLICIES, RUNNING, SLEEPING, WAIT_CPU, WAIT_LOAD
 from .procfs import SYSFS_SIZE, File
 
 PAGE_SIZE = 4096          # kernfs hands a sysfs store() at most one page
-U32_MAX = 2**32 - 1
 
 # scrubd's states as single words (the model's are phrases; a sysfs value is one token)
 STATE_WORDS = {SLEEPING: "sleeping", RUNNING: "running", WAIT_CPU: "waiting_cpu",
@@ -41,14 +40,6 @@ def _einval(what: str) -> OSError:
 
 
 # -- parsers: bytes of one write -> value, or OSError ----------------------------
-
-def kstrtouint(s: bytes) -> int:
-    """kstrtouint: kstrtoull, then ERANGE beyond 32 bits."""
-    v = kstrtoull(s)
-    if v > U32_MAX:
-        raise OSError(errno.ERANGE, "number does not fit in 32 bits")
-    return v
-
 
 def parse_percent(s: bytes) -> int:
     v = kstrtouint(s)
@@ -127,13 +118,13 @@ class SysfsAttr(File):
         if self.store is None:
             # sysfs refuses a read-only attribute at open; FUSE lets root open it, so refuse here
             raise OSError(errno.EACCES, f"{self.path} is read-only")
-        data = bytes(data)
-        if len(data) > PAGE_SIZE:
-            raise OSError(errno.E2BIG, "more than a page")
-        # sysfs NUL-terminates the page it hands to store(): a C string ends at the first NUL
+        # kernfs_fop_write_iter: a sysfs attribute takes at most a page per
+        # write() (a longer one is cut there and the writer sees a short
+        # write); the page is NUL-terminated, so a C string ends at the first
+        # NUL; store() consumes it all; the offset is ignored.
+        data = bytes(data[:PAGE_SIZE])
         value = self.parse(data.split(b"\0", 1)[0])
         kernel.call(self.store, value)
-        # store() consumed everything; sysfs ignores the offset (each write() is one store)
         return len(data)
 
 

@@ -10,17 +10,17 @@ the model lock and the fault jobs.  A file never touches the lock itself: it
 asks ``kernel.render(file)`` for its text and ``kernel.call(fn, ...)`` to
 change the model, so the locking policy lives in one place.
 
-Formats follow /work/shared/reference/kernel-interfaces.md section 3 and
-prezeroing.md section 5.
+Formats follow the kernel's (docs/interfaces.md lists every file).
 """
 
 from __future__ import annotations
 
 import errno
-import re
 
 from ..kernel.sched import NSEC_PER_SEC, USER_HZ
 from ..mm.mmzone import NOT_ZEROED, ZEROED
+from ..lib.cmdline import memparse
+from ..lib.kstrtox import kstrtoull
 from .sysctl import IntSysctl
 
 PROCFS_SIZE = 0       # procfs files report size 0 (why every open uses direct_io)
@@ -28,13 +28,14 @@ SYSFS_SIZE = 4096     # sysfs attributes report a page
 
 
 class Handle:
-    """One open file: the snapshot reads at offset > 0 are served from."""
+    """One open file: the snapshot its reads are served from (None until the
+    first read)."""
 
     __slots__ = ("file", "data")
 
     def __init__(self, file):
         self.file = file
-        self.data = b""
+        self.data: bytes | None = None
 
 
 class Dir:
@@ -64,9 +65,10 @@ class File:
         return text.encode() if isinstance(text, str) else text
 
     def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
-        # Fresh text at offset 0, the handle's snapshot after it (LXCFS):
-        # one cat sees one consistent state, a re-read after lseek(0) is fresh.
-        if offset == 0:
+        # seq_file and sysfs: the first read renders, whatever its offset, and
+        # later reads are served from that text (one cat sees one state); a
+        # read at offset 0 renders afresh, so a re-read after lseek(0) is fresh.
+        if offset == 0 or h.data is None:
             h.data = kernel.render(self)
         return h.data[offset:offset + size]
 
@@ -121,8 +123,9 @@ class FaultFile(File):
         super().__init__(kernel.fault_text, mode=0o644)
 
     def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
-        if offset > 0:          # the shell's retry of a short write; one job per write
-            return len(data)
+        # Every write is one job, whatever its offset, as every write to a
+        # sysfs attribute is one store; the whole write is consumed, so no
+        # part of it comes again.
         kernel.fault(parse_fault(bytes(data), kernel.machine))
         return len(data)
 
@@ -130,9 +133,6 @@ class FaultFile(File):
 # ---------------------------------------------------------------------------
 # proc/vmemu/fault words
 
-# At most 20 digits (any u64): int() of a longer string is refused by Python
-# (more than 4300 digits) or is beyond every limit anyway.
-_SIZE = re.compile(r"(\d{1,20})([KMG]?)", re.IGNORECASE)
 FAULT_KEYS = ("pages", "bytes", "threads", "rep", "cachelines")
 # A job holds the model for its whole run (writes wait for it): bound its work
 # to 8x the machine's memory, each repetition counting as at least 64 pages
@@ -142,52 +142,46 @@ MAX_JOB_FACTOR = 8
 MIN_REP_PAGES = 64
 
 
-def _einval(msg: str) -> OSError:
-    return OSError(errno.EINVAL, msg)
-
-
 def parse_fault(data: bytes, machine) -> dict:
-    """`N` or `key=value` words -> {nbytes, threads, rep, cachelines}; EINVAL
-    for anything else, ENOMEM for a job larger than the machine's memory."""
+    """`N` (pages) or `key=value` words -> {nbytes, threads, rep, cachelines}.
+
+    Numbers as the kernel reads them: counts with kstrtoull, ``bytes=`` with
+    memparse (a K, M, G or T suffix), both base 0 (``0x10`` hex, ``010``
+    octal).  EINVAL for a malformed job, ERANGE for a number beyond 64
+    bits, and pft.check_job's answer for a job the machine cannot run."""
+    from ..pft import check_job
     try:
         words = data.decode("ascii").split()
     except UnicodeDecodeError:
-        raise _einval("fault: not ASCII") from None
-    if not words:
-        raise _einval("fault: empty job")
-    job = {"threads": 1, "rep": 1, "cachelines": 1}
+        raise OSError(errno.EINVAL, "fault: not ASCII") from None
     if len(words) == 1 and "=" not in words[0]:
         words = [f"pages={words[0]}"]
-    seen = set()
+    values = _fault_words(words)
+    if ("pages" in values) == ("bytes" in values):
+        raise OSError(errno.EINVAL, "fault: give pages= or bytes= (one of them)")
+    nbytes = values["bytes"] if "bytes" in values else values["pages"] * machine.page_size
+    job = {"nbytes": nbytes,
+           "threads": values.get("threads", 1), "rep": values.get("rep", 1),
+           "cachelines": values.get("cachelines", 1)}
+    check_job(machine.profile, **job)
+    pages = job["nbytes"] // machine.page_size
+    if max(pages, MIN_REP_PAGES) * job["rep"] > machine.total_pages * MAX_JOB_FACTOR:
+        raise OSError(errno.EINVAL, f"fault: at most {MAX_JOB_FACTOR} x the machine's {machine.total_pages} "
+                                    f"pages per job (a repetition counts as at least {MIN_REP_PAGES} pages)")
+    return job
+
+
+def _fault_words(words: list[str]) -> dict[str, int]:
+    values: dict[str, int] = {}
     for word in words:
         key, sep, value = word.partition("=")
-        if not sep or key not in FAULT_KEYS or key in seen:
-            raise _einval(f"fault: bad word {word!r} (use N or {', '.join(k + '=' for k in FAULT_KEYS)})")
-        seen.add(key)
-        m = _SIZE.fullmatch(value)
-        if not m or (m.group(2) and key != "bytes"):
-            raise _einval(f"fault: bad value in {word!r}")
-        n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
-        if key == "pages":
-            job["nbytes"] = n * machine.page_size
-        elif key == "bytes":
-            job["nbytes"] = n
-        else:
-            job[key] = n
-    if "pages" in seen and "bytes" in seen:
-        raise _einval("fault: give pages= or bytes=, not both")
-    if "nbytes" not in job:
-        raise _einval("fault: no pages= or bytes=")
-    pages = job["nbytes"] // machine.page_size
-    if job["threads"] > len(machine.cpus):
-        raise _einval(f"fault: threads={job['threads']} but the machine has {len(machine.cpus)} CPUs")
-    if max(pages, MIN_REP_PAGES) * job["rep"] > machine.total_pages * MAX_JOB_FACTOR:
-        raise _einval(f"fault: at most {MAX_JOB_FACTOR} x the machine's {machine.total_pages} pages per job "
-                      f"(a repetition counts as at least {MIN_REP_PAGES} pages)")
-    if pages > machine.total_pages:
-        # Cannot fit whatever the state: refuse now rather than fault it all first.
-        raise OSError(errno.ENOMEM, f"fault: {pages} pages but the machine has {machine.total_pages}")
-    return job
+        if not sep or key not in FAULT_KEYS or key in values:
+            raise OSError(errno.EINVAL, f"fault: bad word {word!r} (use N or {', '.join(k + '=' for k in FAULT_KEYS)})")
+        try:
+            values[key] = memparse(value) if key == "bytes" else kstrtoull(value.encode())
+        except OSError as e:
+            raise OSError(e.errno, f"fault: {word!r}: {e.strerror}") from None
+    return values
 
 
 # ---------------------------------------------------------------------------

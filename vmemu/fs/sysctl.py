@@ -48,7 +48,7 @@ from __future__ import annotations
 import errno
 from typing import Callable, Iterable, Optional
 
-from ..lib.kstrtox import digit_value
+from ..lib.kstrtox import parse_integer, parse_integer_fixup_radix
 
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
@@ -80,32 +80,6 @@ def _skip_spaces(buf: bytes, pos: int, end: int) -> int:
     return pos
 
 
-def fixup_radix(s: bytes, pos: int) -> tuple[int, int]:
-    """_parse_integer_fixup_radix for base 0: (base, index of first digit).
-
-    "0x" counts as a hex prefix only when a hex digit follows; otherwise a
-    leading 0 means octal (and the 0 itself is the first octal digit).
-    """
-    if s[pos:pos + 1] != b"0":
-        return 10, pos
-    hex_digit_follows = pos + 2 < len(s) and digit_value(s[pos + 2]) < 16
-    if s[pos + 1:pos + 2] in (b"x", b"X") and hex_digit_follows:
-        return 16, pos + 2
-    return 8, pos
-
-
-def parse_digits(s: bytes, pos: int, base: int) -> tuple[int, int]:
-    """_parse_integer: (value, index after the last digit); value unbounded."""
-    val = 0
-    while pos < len(s):
-        d = digit_value(s[pos])
-        if d >= base:
-            break
-        val = val * base + d
-        pos += 1
-    return val, pos
-
-
 def _get_long(name: str, buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """proc_get_long: parse one number at buf[pos:end].
 
@@ -125,8 +99,8 @@ def _get_long(name: str, buf: bytes, pos: int, end: int) -> tuple[int, int]:
         if tmp[:1] == b"+":
             raise _einval(name, "a leading '+' is not accepted")
         raise _einval(name, "not a number")
-    base, p = fixup_radix(tmp, p)
-    val, p = parse_digits(tmp, p, base)
+    base, p = parse_integer_fixup_radix(tmp, p)
+    val, p = parse_integer(tmp, p, base)
     if val > ULONG_MAX:
         # strtoul_lenient reports ERANGE; proc_get_long turns it into EINVAL.
         raise _einval(name, "number does not fit in unsigned long")

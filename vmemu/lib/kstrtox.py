@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import Optional
 
+U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 S64_MAX = (1 << 63) - 1
 
@@ -21,17 +22,38 @@ def digit_value(c: int) -> int:
     return 99
 
 
+def parse_integer_fixup_radix(s: bytes, pos: int) -> tuple[int, int]:
+    """_parse_integer_fixup_radix for base 0: (base, index of the first digit).
+
+    "0x" counts as a hex prefix only when a hex digit follows; otherwise a
+    leading 0 means octal (and the 0 itself is the first octal digit)."""
+    if s[pos:pos + 1] != b"0":
+        return 10, pos
+    if s[pos + 1:pos + 2] in (b"x", b"X") and pos + 2 < len(s) and digit_value(s[pos + 2]) < 16:
+        return 16, pos + 2
+    return 8, pos
+
+
+def parse_integer(s: bytes, pos: int, base: int) -> tuple[int, int]:
+    """_parse_integer: (value, index after the last digit).  Like the
+    kernel, it scans every digit but stops growing the value once it is
+    beyond 64 bits (callers check for that), so a megabyte of digits costs
+    a pass, not a quadratic big-number build."""
+    val = 0
+    while pos < len(s):
+        d = digit_value(s[pos])
+        if d >= base:
+            break
+        if val <= U64_MAX:
+            val = val * base + d
+        pos += 1
+    return val, pos
+
+
 def _kstrtoull_nosign(s: bytes) -> int:
     """_kstrtoull with base 0.  Raises OSError(EINVAL or ERANGE)."""
-    i, base = 0, 10
-    if s[:1] == b"0":
-        base = 8
-        if s[1:2] in (b"x", b"X") and len(s) > 2 and digit_value(s[2]) < 16:
-            base, i = 16, 2
-    val, start = 0, i
-    while i < len(s) and digit_value(s[i]) < base:
-        val = val * base + digit_value(s[i])
-        i += 1
+    base, start = parse_integer_fixup_radix(s, 0)
+    val, i = parse_integer(s, start, base)
     # The kernel keeps scanning past an overflow and checks it first.
     if val > U64_MAX:
         raise OSError(errno.ERANGE, "number does not fit in 64 bits")
@@ -49,6 +71,14 @@ def kstrtoull(s: bytes) -> int:
     if s[:1] == b"+":
         s = s[1:]
     return _kstrtoull_nosign(s)
+
+
+def kstrtouint(s: bytes) -> int:
+    """kstrtouint(s, 0, ...): kstrtoull, then ERANGE beyond 32 bits."""
+    v = kstrtoull(s)
+    if v > U32_MAX:
+        raise OSError(errno.ERANGE, "number does not fit in 32 bits")
+    return v
 
 
 def kstrtoll(s: bytes) -> int:

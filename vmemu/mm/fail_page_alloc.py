@@ -61,7 +61,7 @@ import errno
 import random
 from typing import Callable, Optional
 
-from ..lib.kstrtox import S64_MAX, U64_MAX, kstrtobool, kstrtoll, kstrtoull  # noqa: F401
+from ..lib.kstrtox import S64_MAX, U32_MAX, U64_MAX, kstrtobool, kstrtoll, kstrtoull  # noqa: F401
 
 # GFP bits the hook looks at, with their 2.6.x values (include/linux/gfp.h).
 # ignore-gfp-wait tests __GFP_WAIT (__GFP_DIRECT_RECLAIM in later kernels).
@@ -70,7 +70,6 @@ GFP_WAIT = 0x10
 GFP_NOWARN = 0x200     # 6.x: suppresses the "forcing a failure" message
 GFP_NOFAIL = 0x800     # never failed, whatever the settings
 
-U32_MAX = 2**32 - 1
 
 # struct simple_attr's set_buf is char[24]: 23 bytes plus the NUL.
 SIMPLE_ATTR_SET_BUF = 24

@@ -250,6 +250,10 @@ class Scrub:
                 out[k] += v
         return out
 
+    def pages_zeroed(self) -> int:
+        """Pages every kscrubd has zeroed, by any driver."""
+        return sum(d.pages_zeroed() for d in self.daemons)
+
     def blocks_by_driver(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for d in self.daemons:

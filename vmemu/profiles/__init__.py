@@ -12,10 +12,12 @@ loads a user's file.
 
 from __future__ import annotations
 
-import re
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..lib.cmdline import memparse
 
 PROFILE_DIR = Path(__file__).parent
 DEFAULT_PROFILE = "altix-8"
@@ -45,6 +47,15 @@ REQUIRED = {
 }
 
 
+# Bounds of the kernel's configuration space (ia64 SN2 and x86-64 of 2.6.10):
+# CONFIG_NODES_SHIFT 10, NR_CPUS up to 4096, pages of 4 KiB to 64 KiB.
+NR_CPUS = 4096
+MAX_NODE_MEMORY = 1 << 50
+LIMITS = {"nodes": (1, 1024), "cpus_per_node": (1, NR_CPUS), "page_size": (4096, 65536),
+          "cache_line": (16, 4096), "max_order": (1, 24), "nodes_per_brick": (1, 1024),
+          "cpu_mhz": (1, 100_000)}
+
+
 class ProfileError(ValueError):
     """A profile that cannot be loaded; the message names the file and the problem."""
 
@@ -62,25 +73,39 @@ class Profile:
     def section(self, name: str) -> dict:
         return getattr(self, name)
 
+    @property
+    def nr_cpus(self) -> int:
+        return self.machine["nodes"] * self.machine["cpus_per_node"]
+
+    @property
+    def total_pages(self) -> int:
+        """Page frames of the whole machine (the zones cover each node exactly)."""
+        return self.machine["nodes"] * (parse_size(self.machine["node_memory"]) // self.machine["page_size"])
+
 
 def shipped_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
-def parse_size(text: str) -> int:
-    """'1536M' -> bytes. Accepts K, M, G, T suffixes (powers of 1024) or plain bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise ProfileError(f"bad size {text!r}: expected a number with an optional K/M/G/T suffix")
-    shift = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
-    return int(m.group(1)) << shift
+def parse_size(text) -> int:
+    """'1536M' -> bytes: memparse (vmemu.lib.cmdline), the one size syntax of vmemu."""
+    try:
+        return memparse(str(text))
+    except OSError as e:
+        raise ProfileError(f"bad size {text!r}: {e.strerror}") from None
 
 
-def _resolve(name_or_path: str) -> Path:
+def _resolve(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A shipped profile's file, or a user's file; a relative path in an
+    ``inherit`` is relative to the inheriting file."""
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise ProfileError(f"a profile is a name or a .toml path, not {name_or_path!r}")
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or "/" in name_or_path:
+        if relative_to is not None and not candidate.is_absolute():
+            candidate = relative_to.parent / candidate
         if not candidate.is_file():
-            raise ProfileError(f"profile file {name_or_path!r} not found")
+            raise ProfileError(f"profile file {str(candidate)!r} not found")
         return candidate
     shipped = PROFILE_DIR / f"{name_or_path}.toml"
     if not shipped.is_file():
@@ -96,11 +121,19 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start}), so not a TOML profile") from None
     except OSError as e:
         raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
 
 
 def _merge(base: Profile | None, raw: dict, path: Path) -> Profile:
+    for key in ("name", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            raise ProfileError(f"{path}: {key} must be a string, got {raw[key]!r}")
+    for section in SECTIONS:
+        if not isinstance(raw.get(section, {}), dict):
+            raise ProfileError(f"{path}: [{section}] must be a table")
     prof = Profile(
         name=raw.get("name", base.name if base else path.stem),
         description=raw.get("description", base.description if base else ""),
@@ -134,21 +167,23 @@ def _check(prof: Profile) -> None:
                 values[key] = value = float(value)
             if not isinstance(value, typ) or isinstance(value, bool):
                 raise ProfileError(f"{prof.path}: [{section}] {key} must be {typ.__name__}, got {value!r}")
-            if typ in (int, float) and value < 0:
-                raise ProfileError(f"{prof.path}: [{section}] {key} must not be negative")
+            if typ in (int, float) and not 0 <= value < math.inf:
+                raise ProfileError(f"{prof.path}: [{section}] {key} must be a finite number >= 0, got {value!r}")
     m = prof.machine
-    if not isinstance(m.get("nodes_per_brick", 1), int) or m.get("nodes_per_brick", 1) < 1:
-        raise ProfileError(f"{prof.path}: nodes_per_brick must be a positive integer")
-    if m["page_size"] & (m["page_size"] - 1) or m["page_size"] < 4096:
-        raise ProfileError(f"{prof.path}: page_size must be a power of two >= 4096")
-    if not 1 <= m["max_order"] <= 24:
-        raise ProfileError(f"{prof.path}: max_order must be in 1..24")
-    if m["nodes"] < 1 or m["cpus_per_node"] < 1:
-        raise ProfileError(f"{prof.path}: need at least one node and one CPU per node")
+    for key, (low, high) in LIMITS.items():
+        value = m.get(key, low)           # nodes_per_brick is optional
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ProfileError(f"{prof.path}: [machine] {key} must be an integer in {low}..{high}, got {value!r}")
+    if m["nodes"] * m["cpus_per_node"] > NR_CPUS:
+        raise ProfileError(f"{prof.path}: {m['nodes'] * m['cpus_per_node']} CPUs, more than NR_CPUS ({NR_CPUS})")
+    if m["page_size"] & (m["page_size"] - 1):
+        raise ProfileError(f"{prof.path}: page_size must be a power of two")
     if m["backing"] not in ("real", "none"):
         raise ProfileError(f"{prof.path}: backing must be 'real' or 'none'")
-    if m["page_size"] % m["cache_line"]:
-        raise ProfileError(f"{prof.path}: cache_line must divide page_size")
+    if m["cache_line"] & (m["cache_line"] - 1) or m["page_size"] % m["cache_line"]:
+        raise ProfileError(f"{prof.path}: cache_line must be a power of two that divides page_size")
+    if parse_size(m["node_memory"]) > MAX_NODE_MEMORY:
+        raise ProfileError(f"{prof.path}: node_memory {m['node_memory']} is more than 1 PiB")
     for key in ("clear_bytes_per_ns", "mem_bw_bytes_per_ns"):
         if prof.cost[key] <= 0:
             raise ProfileError(f"{prof.path}: [cost] {key} must be positive")
@@ -185,16 +220,23 @@ def load_profile(name_or_path: str = DEFAULT_PROFILE, overrides: dict | None = N
 
     ``overrides`` maps "section.key" to a value, for command-line options such
     as ``--backing none``."""
-    path = _resolve(name_or_path)
-    raw = _read_toml(path)
-    base = None
-    if "inherit" in raw:
-        if raw["inherit"] == path.stem:
-            raise ProfileError(f"{path}: a profile cannot inherit itself")
-        base = load_profile(raw["inherit"])
-    prof = _merge(base, raw, path)
+    prof = _load(_resolve(name_or_path), ())
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         prof.section(section)[key] = value
     _check(prof)
     return prof
+
+
+def _load(path: Path, chain: tuple[Path, ...]) -> Profile:
+    """The profile in ``path`` merged over what it inherits, unchecked;
+    ``chain`` holds the files that inherit it (a cycle is an error)."""
+    real = path.resolve()
+    if real in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(real):], real))
+        raise ProfileError(f"{path}: profiles inherit each other in a cycle: {cycle}")
+    raw = _read_toml(path)
+    base = None
+    if "inherit" in raw:
+        base = _load(_resolve(raw["inherit"], path), (*chain, real))
+    return _merge(base, raw, path)

@@ -1,0 +1,14 @@
+"""pft, the page fault test of the seed, run on the emulated machine.
+
+``job``: the job check and run_job; ``report``: output formats, the seed
+comparison, plots; ``rows``: rows in parallel processes; ``seed``: the
+seed's table; ``cli``: the `vmemu pft` subcommand.  The names below are
+the package's interface.
+"""
+
+from .job import (SCRUB_DEFAULTS, JobError, JobResult, check_job, prepare_machine, run_job,  # noqa: F401
+                  run_row)
+from .report import (CSV_HEADER, TITLE_2004, TITLE_2006, Progress, format_2004, format_2006,  # noqa: F401
+                     format_comparison, format_csv, format_results, plot)
+from .rows import default_jobs, run_rows  # noqa: F401
+from .seed import compare_seed, seed_row_spec, seed_rows  # noqa: F401

@@ -1,0 +1,226 @@
+"""pft's jobs on the emulated machine: the job check, the pft task's
+threads and exit, run_job, and a machine prepared as for one row.
+
+A job is ``rep`` repetitions of: a fresh task whose ``threads`` threads, each
+on its own CPU, fault their share of ``bytes`` of anonymous memory, touching
+``cachelines`` lines of every page; then the task exits and frees it all.
+CPU times are the task's (user and system of its threads and its exit);
+wall time is virtual time from the job's start to its end.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import asdict, dataclass
+
+from ..kernel import sched
+from ..kernel.sched import NSEC_PER_SEC
+from ..mm.fault import FaultPath, MMStruct
+
+
+class JobError(OSError):
+    """A job that could not run; errno is EINVAL (bad parameters) or ENOMEM."""
+
+
+@dataclass
+class JobResult:
+    bytes: int
+    rep: int
+    threads: int
+    cachelines: int
+    pages: int
+    user_ns: int
+    system_ns: int
+    wall_ns: int
+    # how the faults were served, and kscrubd's work meanwhile (pft -v)
+    served_zeroed: int = 0
+    cleared: int = 0
+    kscrubd_ns: int = 0
+    scrubbed_pages: int = 0
+
+    @property
+    def gb(self) -> int:
+        return self.bytes >> 30
+
+    @property
+    def flt_cpu_s(self) -> float:
+        cpu = self.user_ns + self.system_ns
+        return self.pages * NSEC_PER_SEC / cpu if cpu else 0.0
+
+    @property
+    def fault_wsec(self) -> float:
+        return self.pages * NSEC_PER_SEC / self.wall_ns if self.wall_ns else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(gb=self.gb, user_s=self.user_ns / 1e9, system_s=self.system_ns / 1e9,
+                 wall_s=self.wall_ns / 1e9, flt_cpu_s=self.flt_cpu_s, fault_wsec=self.fault_wsec)
+        return d
+
+
+def check_job(profile, nbytes: int, threads: int, rep: int, cachelines: int) -> None:
+    """The one check of a job's parameters (vmemu pft, proc/vmemu/fault,
+    run_job): JobError EINVAL for parameters no machine of this profile can
+    run, ENOMEM for a repetition larger than its memory (all of a
+    repetition's pages are in use at once, so it cannot fit whatever the
+    state)."""
+    def bad(msg):
+        raise JobError(errno.EINVAL, msg)
+    for name, value in (("size", nbytes), ("threads", threads), ("rep", rep), ("cachelines", cachelines)):
+        if type(value) is not int or value < (name != "cachelines"):
+            bad(f"{name} must be a {'positive' if name != 'cachelines' else 'non-negative'} integer, got {value!r}")
+    m = profile.machine
+    if threads > profile.nr_cpus:
+        bad(f"threads={threads}: {profile.name} has {profile.nr_cpus} CPUs (pft runs each thread on its own CPU)")
+    lines = m["page_size"] // m["cache_line"]
+    if cachelines > lines:
+        bad(f"cachelines={cachelines}: a {m['page_size']}-byte page has {lines} cache lines of {m['cache_line']} bytes")
+    pages = nbytes // m["page_size"]
+    if pages < threads:
+        bad(f"{nbytes} bytes is less than one {m['page_size']}-byte page per thread")
+    if pages > profile.total_pages:
+        raise JobError(errno.ENOMEM, f"{pages} pages per repetition, but {profile.name} has {profile.total_pages}")
+
+
+def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, failed: list,
+            bzero: bool = False, progress=None):
+    """One pft thread: every fault is a scheduler step.  While this thread
+    is the one the scheduler would resume next anyway (Timeline.solo_bound),
+    it goes on without the round-trip: fault_run batches the faults that
+    take the fast path, and the next step's fault follows directly, with
+    the horizon the scheduler would have set."""
+    do_fault, fault_run = fault.do_anonymous_page, fault.fault_run
+    timeline = mm.page_table_lock.timeline
+    solo_bound = timeline.solo_bound
+    # -z: the thread bzero()s the page it just faulted, in user space
+    bzero_ns = int(fault.alloc.page_size / fault.alloc.clear_bytes_per_ns) if bzero else 0
+    i = 0
+    while i < npages:
+        if do_fault(cpu, mm, cachelines) is None:
+            failed.append(cpu.id)
+            break
+        if bzero:
+            cpu.user(bzero_ns)
+        begun = i
+        i += 1
+        bound = solo_bound()
+        # fault_run does nothing once this CPU is at the bound: threads
+        # that interleave at every fault skip the call
+        if i < npages and cpu.time < bound:
+            i += fault_run(cpu, mm, cachelines, npages - i, bzero_ns)
+            bound = solo_bound()
+        if progress is not None:
+            # one tick of 0x1000 per fault index that is a multiple of 0x1000
+            for _ in range(((i - 1) >> 12) - ((begun - 1) >> 12)):
+                progress.tick(0x1000)
+        if cpu.time < bound:
+            timeline.horizon = cpu.time       # the next step starts now, as run() would start it
+        else:
+            yield
+    fault.finish_deferred(mm)                 # the real memory of the faults, in order before the thread ends
+
+
+def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
+    """Task exit in steps of ``chunk`` pages, so daemons woken by the frees
+    run concurrently in virtual time."""
+    while mm.pages:
+        fault.exit_mmap(cpu, mm, chunk)
+        yield
+
+
+def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1,
+            bzero: bool = False, progress=None) -> JobResult:
+    """Run a pft job on ``machine`` in virtual time and return its row."""
+    check_job(machine.profile, nbytes, threads, rep, cachelines)
+    fault = FaultPath(machine.alloc, machine.cost, machine.cache_line)
+    pages_per_rep = nbytes // machine.page_size
+    per_thread = [pages_per_rep // threads + (1 if t < pages_per_rep % threads else 0)
+                  for t in range(threads)]
+    # one thread per CPU, filling a node before the next: the 2.6 scheduler
+    # places a new thread on its parent's node and balances within it first
+    cpus = machine.cpus[:threads]
+    # the task's own times (getrusage): kscrubd's time on these CPUs is not pft's
+    before = [(c.user_ns, c.system_ns - c.kthread_ns) for c in cpus]
+    counters, scrub = machine.counters(), machine.scrub.totals()
+    scrubbed = machine.scrub.pages_zeroed()
+    start = machine.now
+    for _ in range(rep):
+        _repetition(machine, fault, cpus, per_thread, cachelines, bzero, progress)
+    user = sum(c.user_ns - b[0] for c, b in zip(cpus, before))
+    system = sum(c.system_ns - c.kthread_ns - b[1] for c, b in zip(cpus, before))
+    after = machine.counters()
+    return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system, machine.now - start,
+                     served_zeroed=after["prezero_alloc_zeroed"] - counters["prezero_alloc_zeroed"],
+                     cleared=after["prezero_alloc_cleared"] - counters["prezero_alloc_cleared"],
+                     kscrubd_ns=machine.scrub.totals()["cpu_ns"] - scrub["cpu_ns"],
+                     scrubbed_pages=machine.scrub.pages_zeroed() - scrubbed)
+
+
+def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], cachelines: int,
+                bzero: bool, progress) -> None:
+    """One repetition: a fresh task faults its pages from its threads, then
+    its leader exits and frees them all."""
+    mm = MMStruct("pft", machine.timeline, machine.cost, machine.distance)
+    machine.claim_cpus(cpus, mm)
+    mm.nodes_run.update(cpu.node for cpu in cpus)
+    failed: list[int] = []
+    threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed, bzero, progress))
+                       for cpu, n in zip(cpus, per_thread)]
+    leader = cpus[0]
+    try:
+        end = sched.run(threads_of_task, machine.timeline, machine.events)
+        # the other threads are gone; the leader exits and frees everything
+        machine.release_cpus(cpus[1:], end)
+        leader.time = max(leader.time, end)
+        sched.run([(leader, _exit(fault, leader, mm))], machine.timeline, machine.events)
+    finally:
+        machine.release_cpus(cpus, leader.time)
+    machine.now = max(machine.now, leader.time)
+    machine.memory.sync()                 # the memory thread's work is part of the job
+    if failed:
+        raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "
+                                     f"on {machine.profile.name}; every page of the job was freed")
+
+
+SCRUB_DEFAULTS = {"scrub_start": 6, "scrub_stop": 2, "scrub_load": 999}
+
+
+def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", prezeroed: bool = False,
+                    backing: str | None = None, scrub: dict | None = None, bte: bool = False,
+                    overrides: dict | None = None):
+    """A machine set up as for one pft run.
+
+    ``stock`` is the kernel without the patch: scrubd never runs, so every
+    anonymous fault clears its page on the CPU.  ``prezero`` is the patched
+    kernel with scrubd set by ``scrub`` (and left to finish on the idle
+    machine before the run, as on a machine that had been up a while);
+    ``prezeroed`` starts with every free block zeroed.  The seed's runs had
+    no hardware zeroing, so the BTE driver is off unless ``bte``."""
+    from ..machine import Machine
+    from ..profiles import load_profile
+    if isinstance(profile, str):
+        profile = load_profile(profile, overrides=overrides)
+    m = Machine(profile, seed=seed, backing=backing)
+    if m.bte is not None:
+        m.bte.enabled = bte
+    if kernel == "prezero":
+        settings = dict(SCRUB_DEFAULTS, **(scrub or {}))
+        m.sysctl["scrub_stop"] = settings["scrub_stop"]
+        m.sysctl["scrub_load"] = settings["scrub_load"]
+        m.set_sysctl("scrub_start", settings["scrub_start"])
+        m.run_until_idle()
+    elif kernel != "stock":
+        raise ValueError(f"kernel must be 'stock' or 'prezero', not {kernel!r}")
+    if prezeroed:
+        m.prezero_all()
+    return m
+
+
+def run_row(spec: dict, progress=None) -> JobResult:
+    """One row on a fresh machine: ``spec`` holds prepare_machine's keywords
+    under "machine" and run_job's under "job"."""
+    m = prepare_machine(**spec["machine"])
+    try:
+        return run_job(m, progress=progress, **spec["job"])
+    finally:
+        m.close()
