@@ -10,7 +10,8 @@ import logging
 import pytest
 
 from vmemu.daemon import Kernel, load_fuse
-from vmemu.fs.procfs import Handle, parse_fault
+from vmemu.fs.base import Handle
+from vmemu.fs.procfs import parse_fault
 from vmemu.machine import Machine
 
 

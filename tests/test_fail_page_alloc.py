@@ -7,13 +7,9 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vmemu.mm.fail_page_alloc import (
-    GFP_HIGHMEM,
-    GFP_NOFAIL,
-    GFP_NOWARN,
-    GFP_WAIT,
-    FailPageAlloc,
-)
+from vmemu.fs.debugfs import fail_page_alloc_files
+from vmemu.mm.fail_page_alloc import FailPageAlloc
+from vmemu.mm.gfp import GFP_HIGHMEM, GFP_NOFAIL, GFP_NOWARN, GFP_WAIT
 
 
 class CountingRandom(random.Random):
@@ -50,8 +46,8 @@ def test_kernel_defaults():
 
 
 def test_files_names_modes_and_default_contents():
-    files = FailPageAlloc().files()
-    assert {name: f.read() for name, f in files.items()} == {
+    files = fail_page_alloc_files(FailPageAlloc())
+    assert {name: f.show() for name, f in files.items()} == {
         "probability": b"0\n",
         "interval": b"1\n",
         "times": b"1\n",
@@ -67,12 +63,12 @@ def test_files_names_modes_and_default_contents():
 
 def test_files_are_views_of_the_live_state():
     f = FailPageAlloc()
-    files = f.files()
-    files["min-order"].write(b"3\n")
+    files = fail_page_alloc_files(f)
+    files["min-order"].store(b"3\n")
     assert f.min_order == 3
     f.times = -1
-    assert files["times"].read() == b"-1\n"
-    files["ignore-gfp-wait"].write(b"N")
+    assert files["times"].show() == b"-1\n"
+    files["ignore-gfp-wait"].store(b"N")
     assert f.ignore_gfp_wait is False
 
 
@@ -239,12 +235,12 @@ def write(name, data, **state):
     f = FailPageAlloc()
     for k, v in state.items():
         setattr(f, k, v)
-    file = f.files()[name]
+    file = fail_page_alloc_files(f)[name]
     try:
-        r = file.write(data)
+        r = file.store(data)
     except OSError as e:
         r = errno.errorcode[e.errno]
-    return r, file.read()
+    return r, file.show()
 
 
 @pytest.mark.parametrize("data,ret,readback", [
@@ -328,7 +324,7 @@ def test_error_leaves_value_and_names_the_file():
     f = FailPageAlloc()
     f.probability = 42
     with pytest.raises(OSError) as ei:
-        f.files()["probability"].write(b"lots")
+        fail_page_alloc_files(f)["probability"].store(b"lots")
     assert ei.value.errno == errno.EINVAL
     assert "probability" in ei.value.strerror
     assert f.probability == 42
@@ -348,10 +344,10 @@ def test_bool_accepted(data, value):
     for start in (True, False):
         f = FailPageAlloc()
         f.task_filter = start
-        file = f.files()["task-filter"]
-        assert file.write(data) == len(data)
+        file = fail_page_alloc_files(f)["task-filter"]
+        assert file.store(data) == len(data)
         assert f.task_filter is value
-        assert file.read() == (b"Y\n" if value else b"N\n")
+        assert file.show() == (b"Y\n" if value else b"N\n")
 
 
 @pytest.mark.parametrize("data", [
@@ -362,18 +358,18 @@ def test_bool_other_input_silently_ignored(data):
     for start in (True, False):
         f = FailPageAlloc()
         f.ignore_gfp_highmem = start
-        assert f.files()["ignore-gfp-highmem"].write(data) == len(data)
+        assert fail_page_alloc_files(f)["ignore-gfp-highmem"].store(data) == len(data)
         assert f.ignore_gfp_highmem is start
 
 
 def test_bool_looks_at_three_bytes_only():
     f = FailPageAlloc()
-    file = f.files()["ignore-gfp-wait"]
-    file.write(b"\0\0\0Y")       # the Y is past the 3-byte buffer
+    file = fail_page_alloc_files(f)["ignore-gfp-wait"]
+    file.store(b"\0\0\0Y")       # the Y is past the 3-byte buffer
     assert f.ignore_gfp_wait is True
-    file.write(b"oN")
+    file.store(b"oN")
     assert f.ignore_gfp_wait is True
-    file.write(b"oF")
+    file.store(b"oF")
     assert f.ignore_gfp_wait is False
 
 
@@ -416,7 +412,7 @@ def test_unsigned_write_matches_oracle(data):
     f.probability = 5
     want = oracle_u64(data)
     try:
-        n = f.files()["probability"].write(data)
+        n = fail_page_alloc_files(f)["probability"].store(data)
     except OSError as e:
         assert errno.errorcode[e.errno] == want
         assert f.probability == 5

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import VMEMU, mounting, read, sh, wait_for
+from conftest import VMEMU, read, sh, wait_for
 from vmemu.mounts import mount_state, run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

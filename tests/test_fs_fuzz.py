@@ -20,7 +20,8 @@ import pytest
 
 from conftest import mounting, read
 from vmemu.daemon import Kernel
-from vmemu.fs.procfs import FaultFile, Handle
+from vmemu.fs.base import Handle
+from vmemu.fs.procfs import FaultFile
 from vmemu.machine import Machine
 
 rng = random.Random(6)

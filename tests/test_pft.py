@@ -9,7 +9,6 @@ import pytest
 
 from conftest import mounting, read, sh
 from vmemu import pft
-from vmemu.machine import Machine
 
 VMEMU = [sys.executable, "-m", "vmemu.cli"]
 ROW_2004 = re.compile(r"^ {0,2}\d+ {0,2}\d+ {0,3}\d+ {0,3}\d+\.\d{3}s {0,6}\d+\.\d{3}s {0,3}\d+\.\d{3}s"

@@ -4,7 +4,7 @@ from helpers import free_blocks, tiny_machine
 from vmemu import pft
 from vmemu.kernel.loadavg import FSHIFT
 from vmemu.machine import check_invariants
-from vmemu.mm.gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_ZERO
+from vmemu.mm.gfp import GFP_KERNEL
 from vmemu.mm.mmzone import NOT_ZEROED, ZEROED
 from vmemu.mm.scrubd import (POLICY_PERCENT, RUNNING, SLEEPING, v8_order_wanted,
                              v8_wake_needed)

@@ -19,7 +19,8 @@ import time
 
 import mfusepy as fuse
 
-from .procfs import Handle, children
+from .base import Handle
+from .procfs import children
 
 log = logging.getLogger("vmemu.fuse")
 

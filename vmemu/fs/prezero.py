@@ -21,22 +21,15 @@ controls how to parse and store.
 
 from __future__ import annotations
 
-import errno
-
 from ..arch.sn.bte import BTE_RESULT_NAMES, INJECTABLE
-from ..lib.kstrtox import kstrtobool, kstrtouint
+from ..lib.kstrtox import einval, kstrtobool, kstrtouint
 from ..mm.scrubd import POLICIES, RUNNING, SLEEPING, WAIT_CPU, WAIT_LOAD
-from .procfs import SYSFS_SIZE, File
+from .base import SysfsAttr, text
 
-PAGE_SIZE = 4096          # kernfs hands a sysfs store() at most one page
 
 # scrubd's states as single words (the model's are phrases; a sysfs value is one token)
 STATE_WORDS = {SLEEPING: "sleeping", RUNNING: "running", WAIT_CPU: "waiting_cpu",
                WAIT_LOAD: "waiting_load"}
-
-
-def _einval(what: str) -> OSError:
-    return OSError(errno.EINVAL, what)
 
 
 # -- parsers: bytes of one write -> value, or OSError ----------------------------
@@ -44,7 +37,7 @@ def _einval(what: str) -> OSError:
 def parse_percent(s: bytes) -> int:
     v = kstrtouint(s)
     if v > 100:
-        raise _einval(f"{v} is not a percentage (0..100)")
+        raise einval(f"{v} is not a percentage (0..100)")
     return v
 
 
@@ -52,7 +45,7 @@ def parse_bool(s: bytes) -> bool:
     # kstrtobool, as device_store_bool: 1/0, y/n, on/off; anything else EINVAL
     v = kstrtobool(s)
     if v is None:
-        raise _einval("not a boolean (0 or 1)")
+        raise einval("not a boolean (0 or 1)")
     return v
 
 
@@ -62,14 +55,14 @@ def word(s: bytes) -> str:
     try:
         return text.decode("ascii")
     except UnicodeDecodeError:
-        raise _einval("not ASCII") from None
+        raise einval("not ASCII") from None
 
 
 def choice(options):
     def parse(s: bytes) -> str:
         w = word(s)
         if w not in options:
-            raise _einval(f"{w!r}: one of {', '.join(options)}")
+            raise einval(f"{w!r}: one of {', '.join(options)}")
         return w
     return parse
 
@@ -82,7 +75,7 @@ def parse_bte_error(s: bytes) -> int:
     else:
         code = kstrtouint(s)
     if code not in INJECTABLE:
-        raise _einval(f"{w!r}: a transfer can fail with codes {INJECTABLE.start}..{INJECTABLE.stop - 1} only")
+        raise einval(f"{w!r}: a transfer can fail with codes {INJECTABLE.start}..{INJECTABLE.stop - 1} only")
     return code
 
 
@@ -98,35 +91,7 @@ def per_order_rows(rows) -> str:
     return "".join(f"{name:<4}" + "".join(f" {c:6d}" for c in counts) + "\n" for name, counts in rows)
 
 
-def text(v) -> str:
-    return v if isinstance(v, str) else f"{int(v)}\n"
-
-
 # -- the file object ---------------------------------------------------------------
-
-class SysfsAttr(File):
-    """A sysfs attribute: ``show()`` -> str or int; with ``store`` it is a
-    control (0644) whose writes are parsed by ``parse`` and applied by
-    ``store(value)`` under the model lock."""
-
-    def __init__(self, show, parse=None, store=None):
-        super().__init__(lambda: text(show()), mode=0o644 if store else 0o444, size=SYSFS_SIZE)
-        self.parse = parse
-        self.store = store
-
-    def write(self, kernel, h, data: bytes, offset: int) -> int:
-        if self.store is None:
-            # sysfs refuses a read-only attribute at open; FUSE lets root open it, so refuse here
-            raise OSError(errno.EACCES, f"{self.path} is read-only")
-        # kernfs_fop_write_iter: a sysfs attribute takes at most a page per
-        # write() (a longer one is cut there and the writer sees a short
-        # write); the page is NUL-terminated, so a C string ends at the first
-        # NUL; store() consumes it all; the offset is ignored.
-        data = bytes(data[:PAGE_SIZE])
-        value = self.parse(data.split(b"\0", 1)[0])
-        kernel.call(self.store, value)
-        return len(data)
-
 
 def field(obj, name: str, parse, show=text) -> SysfsAttr:
     """A control that is one attribute of a model object."""

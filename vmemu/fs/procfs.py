@@ -3,14 +3,10 @@
 ``build_tree(kernel)`` returns ``{path: File or Dir}`` with paths relative to
 the mount point ("proc/buddyinfo").  Each file has one render function
 (LXCFS style) that turns the model into the kernel's text; the FUSE adapter
-only looks paths up in the table and calls ``read``/``write``.
-
-``kernel`` is the daemon's ``Kernel`` (vmemu.daemon): it owns the machine,
-the model lock and the fault jobs.  A file never touches the lock itself: it
-asks ``kernel.render(file)`` for its text and ``kernel.call(fn, ...)`` to
-change the model, so the locking policy lives in one place.
-
-Formats follow the kernel's (docs/interfaces.md lists every file).
+only looks paths up in the table and calls ``read``/``write``.  The file
+types are vmemu/fs/base.py; sys/kernel/mm/prezero is fs/prezero.py,
+debugfs fs/debugfs.py, the sysctls fs/sysctl.py.  Formats follow the
+kernel's (docs/interfaces.md lists every file).
 """
 
 from __future__ import annotations
@@ -18,102 +14,14 @@ from __future__ import annotations
 import errno
 
 from ..kernel.sched import NSEC_PER_SEC, USER_HZ
-from ..mm.mmzone import NOT_ZEROED, ZEROED
 from ..lib.cmdline import memparse
 from ..lib.kstrtox import kstrtoull
-from .sysctl import IntSysctl
-
-PROCFS_SIZE = 0       # procfs files report size 0 (why every open uses direct_io)
-SYSFS_SIZE = 4096     # sysfs attributes report a page
-
-
-class Handle:
-    """One open file: the snapshot its reads are served from (None until the
-    first read)."""
-
-    __slots__ = ("file", "data")
-
-    def __init__(self, file):
-        self.file = file
-        self.data: bytes | None = None
-
-
-class Dir:
-    is_dir = True
-
-    def __init__(self, mode: int = 0o555):
-        self.mode = mode
-
-
-class File:
-    """A read-only generated file (mode 0444, procfs size 0 by default).
-
-    ``render`` returns the whole text.  ``model`` says whether rendering reads
-    the machine (then it happens under the model lock, see Kernel.render)."""
-
-    is_dir = False
-
-    def __init__(self, render, mode: int = 0o444, size: int = PROCFS_SIZE, model: bool = True):
-        self.render = render
-        self.mode = mode
-        self.size = size
-        self.model = model
-        self.path = ""            # set by build_tree; the key of published snapshots
-
-    def generate(self) -> bytes:
-        text = self.render()
-        return text.encode() if isinstance(text, str) else text
-
-    def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
-        # seq_file and sysfs: the first read renders, whatever its offset, and
-        # later reads are served from that text (one cat sees one state); a
-        # read at offset 0 renders afresh, so a re-read after lseek(0) is fresh.
-        if offset == 0 or h.data is None:
-            h.data = kernel.render(self)
-        return h.data[offset:offset + size]
-
-    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
-        # Root may open a 0444 proc file for writing, but the write fails (EIO).
-        raise OSError(errno.EIO, f"{self.path} is not writable")
-
-
-class SysctlFile(File):
-    """/proc/sys/vm/<name>: an IntSysctl whose value lives in machine.sysctl."""
-
-    def __init__(self, machine, name: str):
-        self.sysctl = IntSysctl(name, machine.sysctl[name],
-                                on_write=lambda v: machine.set_sysctl(name, v[0]))
-        self.machine = machine
-        self.name = name
-        super().__init__(self._text, mode=self.sysctl.mode)
-
-    def _text(self) -> bytes:
-        self.sysctl.values = [self.machine.sysctl[self.name]]
-        return self.sysctl.text()
-
-    def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
-        # proc_dointvec: any read at offset > 0 is EOF; a short buffer truncates.
-        if offset > 0:
-            return b""
-        return kernel.render(self)[:size]
-
-    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
-        def store():
-            self.sysctl.values = [self.machine.sysctl[self.name]]
-            return self.sysctl.write(data, offset)
-        return kernel.call(store)
-
-
-class AttrFile(File):
-    """A debugfs attribute (vmemu.mm.fail_page_alloc.DebugfsAttr): whole-file
-    read, every write parsed as given (simple_attr_write ignores the offset)."""
-
-    def __init__(self, attr, size: int = 0):
-        self.attr = attr
-        super().__init__(attr.read, mode=attr.mode, size=size)
-
-    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
-        return kernel.call(self.attr.write, data)
+from ..mm.mmzone import NOT_ZEROED, ZEROED
+from ..mm.vmstat import NUMA_EVENTS, VMSTAT_NUMA
+from .base import SYSFS_SIZE, Dir, File, Handle
+from .debugfs import fail_page_alloc_files
+from .prezero import files as prezero_files
+from .sysctl import SysctlFile
 
 
 class FaultFile(File):
@@ -261,15 +169,10 @@ def node_meminfo(m, node) -> str:
     return "".join(f"Node {node.id} {label + ':':<16}{value:8d} kB\n" for label, value in lines)
 
 
-VMSTAT_NUMA = (("numa_hit", "numa_hit"), ("numa_miss", "numa_miss"), ("numa_foreign", "numa_foreign"),
-               ("numa_interleave", "interleave_hit"), ("numa_local", "local_node"),
-               ("numa_other", "other_node"))
-
-
 def vmstat(m) -> str:
     c = m.counters()
     out = [("nr_free_pages", m.free_pages()), ("nr_zero_pages", m.zero_pages())]
-    for name, key in VMSTAT_NUMA:
+    for name, key in VMSTAT_NUMA.items():
         out.append((name, sum(n.stat.get(key, 0) for n in m.nodes)))
     per_zone: dict[str, int] = {}
     for z in m.zones:
@@ -357,19 +260,11 @@ def uptime(m) -> str:
 
 
 def numastat(node) -> str:
-    return "".join(f"{k} {node.stat.get(k, 0)}\n" for k in
-                   ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node"))
+    return "".join(f"{k} {node.stat.get(k, 0)}\n" for k in NUMA_EVENTS)
 
 
 # ---------------------------------------------------------------------------
 # The tree
-
-def prezero_files(kernel) -> dict:
-    """sys/kernel/mm/prezero/<name> -> File: scrubd and BTE control and
-    statistics (vmemu/fs/prezero.py)."""
-    from .prezero import files      # imported here: prezero builds on this module's File
-    return files(kernel)
-
 
 def build_tree(kernel) -> dict:
     m = kernel.machine
@@ -400,8 +295,8 @@ def build_tree(kernel) -> dict:
         files[f"{d}/distance"] = sysfs(lambda node=node: " ".join(map(str, m.distance[node.id])) + "\n",
                                        model=False)
         files[f"{d}/cpulist"] = sysfs(lambda node=node: cpulist(node.cpus), model=False)
-    for name, attr in kernel.fail_page_alloc.files().items():
-        files[f"sys/kernel/debug/fail_page_alloc/{name}"] = AttrFile(attr)
+    for name, f in fail_page_alloc_files(kernel.fail_page_alloc).items():
+        files[f"sys/kernel/debug/fail_page_alloc/{name}"] = f
     for name, f in prezero_files(kernel).items():
         files[f"sys/kernel/mm/prezero/{name}"] = f
 

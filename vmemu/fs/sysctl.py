@@ -45,15 +45,14 @@ Read: ``"%d\\n"`` (vector elements joined by tabs); any read at an offset
 
 from __future__ import annotations
 
-import errno
 from typing import Callable, Iterable, Optional
 
-from ..lib.kstrtox import parse_integer, parse_integer_fixup_radix
+from ..lib.kstrtox import einval, parse_integer, parse_integer_fixup_radix
+from .base import PAGE_SIZE, File, Handle
 
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
 ULONG_MAX = 2**64 - 1          # unsigned long on a 64-bit kernel
-PAGE_SIZE = 4096
 
 # proc_get_long copies the token into char tmp[TMPBUFLEN] and NUL-terminates
 # it, so at most TMPBUFLEN - 1 bytes are examined.
@@ -67,10 +66,6 @@ KERNEL_SPACES = frozenset(b" \t\n\v\f\r\xa0")
 PROC_WSPACE_SEP = frozenset(b" \t\n")
 
 OnWrite = Callable[[list], None]
-
-
-def _einval(name: str, why: str) -> OSError:
-    return OSError(errno.EINVAL, f"{name}: {why}")
 
 
 def _skip_spaces(buf: bytes, pos: int, end: int) -> int:
@@ -95,19 +90,19 @@ def _get_long(name: str, buf: bytes, pos: int, end: int) -> tuple[int, int]:
         p = 1
     if p >= len(tmp) or not 0x30 <= tmp[p] <= 0x39:
         if neg:
-            raise _einval(name, "expected a digit after '-'")
+            raise einval(f"{name}: expected a digit after '-'")
         if tmp[:1] == b"+":
-            raise _einval(name, "a leading '+' is not accepted")
-        raise _einval(name, "not a number")
+            raise einval(f"{name}: a leading '+' is not accepted")
+        raise einval(f"{name}: not a number")
     base, p = parse_integer_fixup_radix(tmp, p)
     val, p = parse_integer(tmp, p, base)
     if val > ULONG_MAX:
         # strtoul_lenient reports ERANGE; proc_get_long turns it into EINVAL.
-        raise _einval(name, "number does not fit in unsigned long")
+        raise einval(f"{name}: number does not fit in unsigned long")
     if p == TMPBUFLEN - 1:
-        raise _einval(name, f"number too long (at most {TMPBUFLEN - 2} characters)")
+        raise einval(f"{name}: number too long (at most {TMPBUFLEN - 2} characters)")
     if p < size and tmp[p] not in PROC_WSPACE_SEP:
-        raise _einval(name, "trailing garbage after number")
+        raise einval(f"{name}: trailing garbage after number")
     return (-val if neg else val), pos + p
 
 
@@ -137,7 +132,7 @@ def parse_intvec(
         val, pos = _get_long(name, data, pos, end)
         values.append(_conv(name, val, minimum, maximum))
     if not values:
-        raise _einval(name, "no number given")
+        raise einval(f"{name}: no number given")
     pos = _skip_spaces(data, pos, end)
     # ... yet reports consumed = count - what is left of that window, so a
     # value followed by more than a page of blanks claims the whole write.
@@ -147,11 +142,11 @@ def parse_intvec(
 def _conv(name: str, val: int, minimum: Optional[int], maximum: Optional[int]) -> int:
     """do_proc_dointvec_conv plus the _minmax bounds check."""
     if not INT_MIN <= val <= INT_MAX:
-        raise _einval(name, f"{val} is out of int range")
+        raise einval(f"{name}: {val} is out of int range")
     if minimum is not None and val < minimum:
-        raise _einval(name, f"{val} is below the minimum {minimum}")
+        raise einval(f"{name}: {val} is below the minimum {minimum}")
     if maximum is not None and val > maximum:
-        raise _einval(name, f"{val} is above the maximum {maximum}")
+        raise einval(f"{name}: {val} is above the maximum {maximum}")
     return val
 
 
@@ -227,3 +222,30 @@ class IntSysctl:
 
     def __repr__(self) -> str:
         return f"IntSysctl({self.name!r}, {self.values!r})"
+
+
+class SysctlFile(File):
+    """/proc/sys/vm/<name>: an IntSysctl whose value lives in machine.sysctl."""
+
+    def __init__(self, machine, name: str):
+        self.sysctl = IntSysctl(name, machine.sysctl[name],
+                                on_write=lambda v: machine.set_sysctl(name, v[0]))
+        self.machine = machine
+        self.name = name
+        super().__init__(self._text, mode=self.sysctl.mode)
+
+    def _text(self) -> bytes:
+        self.sysctl.values = [self.machine.sysctl[self.name]]
+        return self.sysctl.text()
+
+    def read(self, kernel, h: Handle, size: int, offset: int) -> bytes:
+        # proc_dointvec: any read at offset > 0 is EOF; a short buffer truncates.
+        if offset > 0:
+            return b""
+        return kernel.render(self)[:size]
+
+    def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
+        def store():
+            self.sysctl.values = [self.machine.sysctl[self.name]]
+            return self.sysctl.write(data, offset)
+        return kernel.call(store)

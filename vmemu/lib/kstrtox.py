@@ -12,6 +12,11 @@ U64_MAX = (1 << 64) - 1
 S64_MAX = (1 << 63) - 1
 
 
+def einval(msg: str) -> OSError:
+    """The parsers' usual answer: EINVAL with a message for the log."""
+    return OSError(errno.EINVAL, msg)
+
+
 def digit_value(c: int) -> int:
     """Value of one ASCII digit in bases up to 16, or 99 for anything else."""
     if 0x30 <= c <= 0x39:

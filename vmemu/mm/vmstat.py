@@ -26,6 +26,9 @@ ZONE_EVENTS = ("pgalloc", "pgfree", "prezero_alloc_zeroed", "prezero_alloc_clear
 
 # numastat, counted per node (drivers/base/node.c numastat_show order).
 NUMA_EVENTS = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")
+# /proc/vmstat's names for the same counters (mm/vmstat.c vmstat_text)
+VMSTAT_NUMA = dict(zip(("numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local", "numa_other"),
+                       NUMA_EVENTS))
 
 
 def new_cpu_stat() -> dict[str, int]:

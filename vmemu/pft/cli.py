@@ -7,7 +7,6 @@ check_job, the plot's file by opening it.  A problem is a usage error.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 # Options that describe a job or a kernel: --compare-seed runs the seed's own rows
@@ -45,7 +44,7 @@ def check_plot(path: str | None) -> None:
     if not path:
         return
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (only: is it there)
     except ImportError:
         raise UsageError("vmemu pft: --plot needs matplotlib: pip install 'vmemu[plot]'") from None
     problem = file_problem(path)

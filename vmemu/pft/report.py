@@ -123,7 +123,7 @@ def plot(pairs, path: str, kernel: str | None = None) -> int:
 
 def verbose_line(spec: dict, r: JobResult, profile) -> str:
     """pft -v: one row's job and how its faults were served, in one line."""
-    m, job = spec["machine"], spec["job"]
+    m = spec["machine"]
     page = profile.machine["page_size"]
     kernel = "all pages prezeroed, " if m.get("prezeroed") else ""
     n = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")
