@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The golden virtual-time results: fixed pft configurations whose every
-observable figure (JobResult, machine.snapshot(), scrubd, BTE and bus totals,
-load average, and a digest of real memory) must not change when the host-side
-implementation does.
+observable figure (helpers.observe: the rows, machine.snapshot(), scrubd,
+BTE and bus totals, load average, and a digest of real memory) must not
+change when the host-side implementation does.
 
     python tests/make_golden.py          # rewrite tests/golden_virtual_time.json
 
@@ -13,64 +13,17 @@ host-side optimisation pass.  tests/test_golden_virtual_time.py compares.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+from helpers import observe, run_with_faults  # noqa: E402
 GOLDEN = HERE / "golden_virtual_time.json"
 
 MiB = 1 << 20
-ROW_FIELDS = ("bytes", "rep", "threads", "cachelines", "pages", "user_ns", "system_ns", "wall_ns")
-
-
-def memory_digest(m) -> str | None:
-    """sha256 over every byte of real memory (None when metadata-only)."""
-    if not m.memory.real:
-        return None
-    import ctypes
-    m.memory.sync()                   # the memory thread's work, all of it done
-    h = hashlib.sha256()
-    chunk = 64 * MiB
-    for _start, _end, arena, base, _fresh in m.memory._arenas:
-        size = len(arena)
-        for off in range(0, size, chunk):
-            n = min(chunk, size - off)
-            h.update(memoryview((ctypes.c_char * n).from_address(base + off)))
-    return h.hexdigest()
-
-
-def observe(m, results, rows=None) -> dict:
-    """Everything of a machine after its jobs, as JSON-able data."""
-    out = {
-        # the row's own fields (pft -v's extra figures come from the counters below)
-        "results": [{k: v for k, v in asdict(r).items() if k in ROW_FIELDS} for r in results],
-        "snapshot": m.snapshot(),
-        "now": m.now,
-        "horizon": m.timeline.horizon,
-        "loadavg": list(m.loadavg.avenrun),
-        "scrub_totals": m.scrub.totals(),
-        "scrub_blocks": m.scrub.blocks_by_driver(),
-        "scrub_daemons": [[d.state, d.inflight, sorted(d.stat.items())] for d in m.scrub.daemons],
-        "buses": [(b.bytes, b.busy_ns, b.shared) for b in m.buses],
-        "zone_lock_bounces": [z.lock.bounces for z in m.zones],
-        # the calendars state.py saves: they must come out the same too
-        "zone_lock_calendars": [(z.lock._starts, z.lock._ends, z.lock.last_cpu and z.lock.last_cpu.id)
-                                for z in m.zones],
-        "bus_calendars": [b._active for b in m.buses],
-        "pcp": [[(cpu, [list(p.list) for p in lists]) for cpu, lists in sorted(z.pageset.items())]
-                for z in m.zones],
-        "memory_sha256": memory_digest(m),
-    }
-    if m.bte is not None:
-        out["bte_totals"] = m.bte.totals()
-    if rows is not None:
-        out["rows"] = rows
-    return out
 
 
 def pft_case(profile, kernel, threads, nbytes, rep=1, backing=None, cachelines=1, bzero=False,
@@ -88,7 +41,6 @@ def pft_case(profile, kernel, threads, nbytes, rep=1, backing=None, cachelines=1
 
 
 def bte_case(seed=5):
-    from test_bte import run_with_faults
     m, rows = run_with_faults(seed)
     try:
         return observe(m, [], rows)

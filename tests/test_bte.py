@@ -2,20 +2,10 @@
 
 import errno
 
-from helpers import tiny_machine
-from vmemu import pft
-from vmemu.arch.sn.bte import BTEFAIL_NOTAVAIL, BTEFAIL_POISON, BTEFAIL_TOUT, BTEFAIL_WERR
+from helpers import altix, run_with_faults
+from vmemu.arch.sn.bte import BTEFAIL_NOTAVAIL, BTEFAIL_TOUT, BTEFAIL_WERR
 from vmemu.machine import check_invariants
 from vmemu.mm.gfp import GFP_KERNEL
-
-
-def altix(pages=4096, nodes=1, seed=0, backing="real"):
-    """A small Altix: 16 KiB pages, 2 BTEs per node, MAX_ORDER 9 so that every
-    boot block (order 8, 4 MiB) is one the BTE takes."""
-    m = tiny_machine(page_size=16384, pages=pages, max_order=9, nodes=nodes, base="altix-8",
-                     seed=seed, backing=backing, poison_boot=backing == "real")
-    m.sysctl["scrub_stop"] = 0
-    return m
 
 
 def test_eligibility_window_and_alignment():
@@ -92,19 +82,6 @@ def test_hang_times_out_after_40s_retries_and_never_blocks_allocation():
     assert e0.timeouts == 1 and e0.retries == 1 and e0.errors[BTEFAIL_TOUT] == 1
     m.run_until_idle()
     assert not e0.busy and m.zones[0].scrub_inflight == 0
-
-
-def run_with_faults(seed):
-    m = altix(pages=8192, nodes=2, seed=seed)
-    for e in m.bte.all_engines():
-        e.error_percent, e.error_code, e.hang_percent = 20, BTEFAIL_POISON, 5
-    m.set_sysctl("scrub_start", 0)
-    rows = []
-    for _ in range(4):
-        m.run_until_idle()
-        rows.append(pft.format_2004(pft.run_job(m, 96 << 20, threads=2, rep=2)))
-    m.run_until_idle()
-    return m, rows
 
 
 def test_fault_heavy_run_with_injected_errors_and_hangs():

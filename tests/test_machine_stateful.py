@@ -68,7 +68,7 @@ def in_flight(m):
         blocks += list(d.redo)
     if m.bte is not None:
         blocks += [e.current[1:] for e in m.bte.all_engines() if e.current is not None]
-    for _t, _seq, fn, args in m.events._heap:
+    for _t, _seq, fn, args in m.events.pending():
         if getattr(fn, "__func__", None) is Kscrubd.finish_block:
             blocks.append(args[:3])
     return blocks

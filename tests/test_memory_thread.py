@@ -1,8 +1,8 @@
-"""The memory thread (RealMemory.later / poison_later / sync) changes no
-byte and no figure: the same jobs with and without it give the same
-observations (make_golden.observe: results, counters, lists, calendars and
-a SHA-256 of all real memory), also when the work is handed over in tiny
-pieces and when pages come out of a clear dirty."""
+"""The memory thread (RealMemory.later / poison / sync) changes no byte and
+no figure: the same jobs with and without it give the same observations
+(helpers.observe: results, counters, lists and a SHA-256 of all real
+memory), also when the work is handed over in tiny pieces and when pages
+come out of a clear dirty.  The last tests are RealMemory's own rules."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import random
 
 import pytest
 
-import vmemu.mm.fault as fault_mod
+import vmemu.mm.deferred as deferred_mod
 import vmemu.mm.memory as memory_mod
-from make_golden import observe
-from test_fast_paths import run
+from helpers import observe, pft_observe
 from vmemu import pft
 from vmemu.mm.memory import PAGE_POISON, RealMemory
 
@@ -24,10 +23,10 @@ PAGE = 4096
 def observed(monkeypatch, thread: bool, case: dict, tiny_pieces: bool = False):
     monkeypatch.setenv("VMEMU_MEMORY_THREAD", "1" if thread else "0")
     if tiny_pieces:      # many hand-overs, series cut every 16 pages
-        monkeypatch.setattr(fault_mod, "OFFLOAD_BYTES", 16 * PAGE)
+        monkeypatch.setattr(deferred_mod, "OFFLOAD_BYTES", 16 * PAGE)
         monkeypatch.setattr(memory_mod, "OFFLOAD_BYTES", 16 * PAGE)
     try:
-        return run(**case)
+        return pft_observe(**case)
     finally:
         monkeypatch.undo()
 
@@ -67,7 +66,7 @@ def test_dirty_pages_are_found_with_the_thread(monkeypatch):
     results = []
     for thread in (False, True):
         monkeypatch.setenv("VMEMU_MEMORY_THREAD", "1" if thread else "0")
-        monkeypatch.setattr(fault_mod, "OFFLOAD_BYTES", 16 * PAGE)
+        monkeypatch.setattr(deferred_mod, "OFFLOAD_BYTES", 16 * PAGE)
         m = pft.prepare_machine("x86-64", 3, "stock", backing="real",
                                 overrides={"machine.node_memory": "256M"})
         try:
@@ -102,12 +101,12 @@ def test_every_access_waits_for_the_work_before_it(mem):
     assert mem.read(3, 2) == b"\x11" * PAGE + b"\x22" * PAGE
 
 
-def test_poison_later_spans_nodes(mem):
+def test_poison_spans_nodes(mem):
     mem.clear(0, 64)
     mem.clear(64, 64)
-    mem.poison_later(60, 4)             # the end of node 0
-    mem.poison_later(64, 4)             # the start of node 1: merged, then split per arena
-    mem.poison_later(10, 1)
+    mem.poison(60, 4)             # the end of node 0
+    mem.poison(64, 4)             # the start of node 1: merged, then split per arena
+    mem.poison(10, 1)
     assert mem.read(60, 4) == mem.read(64, 4) == bytes([PAGE_POISON]) * (4 * PAGE)
     assert mem.read(10, 1) == bytes([PAGE_POISON]) * PAGE
     assert mem.is_zero(11, 49) and mem.is_zero(68, 60)
@@ -153,7 +152,7 @@ def test_without_the_thread_work_is_done_at_once():
     m = RealMemory(PAGE, [(0, 4)], offload=False)
     try:
         m.later(m.fill, 0, 1, 0x44)
-        m.poison_later(1, 1)
+        m.poison(1, 1)
         assert not m._behind and m._executor is None
         assert m.read(0, 2) == b"\x44" * PAGE + bytes([PAGE_POISON]) * PAGE
     finally:

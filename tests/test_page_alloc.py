@@ -14,15 +14,15 @@ GFP_ANON = GFP_HIGHUSER | GFP_ZERO
 
 def make_zeroed(m, zone, pfn, order):
     """Turn the free NOT_ZEROED block at pfn into a ZEROED one (what scrubd does)."""
-    zone.free_area[NOT_ZEROED][order].remove(pfn)
-    zone.free_pages -= 1 << order
+    del zone.free_area[NOT_ZEROED][order].free_list[pfn]
     m.memory.clear(pfn, 1 << order)
-    free_one_page(zone, pfn, order, ZEROED)
+    free_one_page(zone, pfn, order, ZEROED, account=False)
 
 
 def take_block(m, zone, order, kind=NOT_ZEROED):
     """Allocate a specific kind of block straight off the lists (a test's scalpel)."""
-    pfn, _ = rmqueue(zone, order, kind)
+    _taken, _splits, runs = rmqueue(zone, order, kind)
+    pfn = runs[0][0]
     m.alloc.set_allocated(zone, pfn, order)
     return pfn
 

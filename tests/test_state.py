@@ -1,6 +1,7 @@
 """vmemu.state: save/restore round trips, determinism across a restore, and
 refusal of every kind of bad file with its own message."""
 
+import hashlib
 import json
 import random
 
@@ -260,3 +261,43 @@ def test_x86_round_trip_without_bte_or_fail_page_alloc(tmp_path):
     assert r.bte is None and r.alloc.fail_page_alloc is None
     r.close()
     m.close()
+
+
+# -- the schema ----------------------------------------------------------------------
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_version_1_file_is_migrated_and_the_machine_goes_on_the_same():
+    """tests/data/state-v1.state was saved by vmemu before the explicit schema
+    (fields by reflection); state-v1.expect.json holds what that machine
+    showed, and the row its next job gave, had it never been saved."""
+    expect = json.loads((DATA / "state-v1.expect.json").read_text())
+    m = load_state(str(DATA / "state-v1.state"), poison=False)
+    try:
+        assert json.loads(json.dumps(m.snapshot())) == expect["snapshot"]
+        assert (m.now, m.bte.totals(), m.scrub.totals()) == (expect["now"], expect["bte"], expect["scrub"])
+        assert m.alloc.fail_page_alloc.calls == expect["fpa_calls"]
+        r = pft.run_job(m, 4 << 20, threads=2, rep=1, cachelines=1)
+        assert pft.format_2004(r) == expect["next_row"]
+        m.run_until_idle()
+        assert json.loads(json.dumps(m.snapshot())) == expect["after"]
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["cpus"][0].update(shadow=1), "cpu: unknown field shadow"),
+    (lambda s: s["loadavg"].pop("samples"), "loadavg: missing field samples"),
+    (lambda s: s["zones"][0]["lock"].update(acquired="many"), "zone lock.acquired: str, expected int"),
+    (lambda s: s["buses"][0].update(series=[[1, 2]]), "inconsistent state"),
+])
+def test_fields_outside_the_schema_are_refused(saved, tmp_path, edit, message):
+    raw = open(saved[1], "rb").read().split(b"\n", 1)[1]
+    body = json.loads(raw)
+    edit(body)
+    raw = json.dumps(body).encode()
+    bad = tmp_path / "bad.state"
+    bad.write_bytes(f"{MAGIC} {VERSION} {len(raw)} sha256:{hashlib.sha256(raw).hexdigest()}\n".encode() + raw)
+    with pytest.raises(StateError, match=message):
+        load_state(str(bad))

@@ -2,15 +2,21 @@
 
 File format::
 
-    VMEMU-STATE <version> <body length> sha256:<hex digest of the body>\\n
+    VMEMU-STATE <version> <body length> sha256:<hex digest of the body>\n
     <body: one JSON object>
+
+The body is an explicit schema of named fields (below: every object's
+fields are listed once, in the *_FIELDS tables), so the file does not
+change when a private attribute of the model does.  Version 2; a version 1
+file (the fields of vmemu before the schema) is migrated on load
+(_from_v1); anything newer or older is refused with one line.
 
 ``save_state`` first lets the machine run until scrubd and the BTE are idle
 (``run_until_idle``), and refuses when anything is still in flight afterwards
 (pending events, a hung BTE transfer, a CPU owned by a task): in-flight state
 is deliberately not part of the format, so a restore never has to rebuild a
-half-done transfer or a daemon mid-pass.  Note that saving therefore moves
-the machine forward in virtual time if scrubd had work left.
+half-done transfer or a daemon mid-pass.  Saving therefore moves the machine
+forward in virtual time if scrubd had work left.
 
 Everything else is saved: the profile (name and full parameter dicts, so the
 restored machine has the layout it was saved with even if the profile file
@@ -18,9 +24,9 @@ changed since), the seed, virtual time (machine and every CPU), every counter
 (allocator, zones, nodes, scrubd, BTE engines, fail_page_alloc when attached),
 the free lists of both kinds per order in their exact order, the per-CPU
 lists, the per-page state bytes (zlib), sysctls, scrub policy, load average,
-the timing calendars of locks and memory buses, and the random generators'
-states, so a workload continued after a restore gives exactly what it gives
-on the machine that was never saved.
+the bookings of locks and memory buses that can still delay a request, and
+the random generators' states, so a workload continued after a restore gives
+exactly what it gives on the machine that was never saved.
 
 Memory content is not saved.  On restore, every free ZEROED block and every
 page on a zeroed per-CPU list reads as zero (a fresh mapping, left
@@ -42,7 +48,6 @@ import random
 import zlib
 from collections import deque
 
-from .kernel.sched import CPU
 from .machine import Machine, check_invariants
 from .mm.fail_page_alloc import FailPageAlloc
 from .mm.mmzone import NOT_ZEROED, PCP_ZEROED, ZEROED, PerCpuPages
@@ -50,7 +55,7 @@ from .mm.scrubd import SLEEPING
 from .profiles import Profile
 
 MAGIC = "VMEMU-STATE"
-VERSION = 1
+VERSION = 2
 DEEP_CHECK_PAGES = 1 << 21     # walk every page state byte on load up to this many pages
 
 
@@ -58,57 +63,33 @@ class StateError(Exception):
     """A state file that cannot be saved or loaded; nothing was changed or returned."""
 
 
-# -- attributes ------------------------------------------------------------------
-#
-# Counters and settings are saved generically (every attribute holding a
-# number, a string, a list of numbers or of number pairs, or a CPU), so that a
-# counter someone adds to the model later is saved without touching this file.
-# References to other objects are skipped by listing them.
+# -- the schema: the saved fields of every object ------------------------------------
 
-def _names(obj) -> list[str]:
-    slots = [n for cls in type(obj).__mro__ for n in getattr(cls, "__slots__", ())]
-    return slots + list(getattr(obj, "__dict__", {}))
-
-
-def _encode(v):
-    """A JSON value for an attribute, or _SKIP."""
-    if isinstance(v, (bool, int, float, str)) or v is None:
-        return v
-    if isinstance(v, CPU):
-        return {"cpu": v.id}
-    if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-        return v
-    if isinstance(v, list) and all(isinstance(x, tuple) and all(isinstance(y, (int, float)) for y in x)
-                                   for x in v):
-        return {"tuples": [list(x) for x in v]}
-    return _SKIP
+CPU_FIELDS = ("time", "user_ns", "system_ns", "kthread_ns")
+LOCK_FIELDS = ("acquired", "contended", "wait_ns", "bounces")
+BUS_FIELDS = ("bytes", "busy_ns", "shared")
+LOADAVG_FIELDS = ("avenrun", "next_sample", "samples")
+BTE_FIELDS = ("refused", "notavail")
+ENGINE_FIELDS = ("error_percent", "error_code", "hang_percent", "inject_errors", "inject_hangs",
+                 "transfers", "completed", "bytes", "busy_ns", "errors", "timeouts", "retries")
+FPA_FIELDS = ("probability", "interval", "times", "space", "verbose", "task_filter", "count",
+              "min_order", "ignore_gfp_wait", "ignore_gfp_highmem", "calls", "failures")
 
 
-_SKIP = object()
+def _fields(obj, names) -> dict:
+    return {n: getattr(obj, n) for n in names}
 
 
-def _attrs(obj, skip: tuple = ()) -> dict:
-    out = {}
-    for name in _names(obj):
-        if name in skip or not hasattr(obj, name):
-            continue
-        v = _encode(getattr(obj, name))
-        if v is not _SKIP:
-            out[name] = v
-    return out
-
-
-def _set_attrs(m, obj, values: dict, what: str) -> None:
-    for k, v in values.items():
-        if not hasattr(obj, k):
-            raise StateError(f"unknown field {what}.{k}")
-        if isinstance(v, dict) and "cpu" in v:
-            v = m.cpus[v["cpu"]]
-        elif isinstance(v, dict) and "tuples" in v:
-            v = [tuple(x) for x in v["tuples"]]
-        elif isinstance(v, list):
-            v = list(v)
-        setattr(obj, k, v)
+def _set_fields(obj, names, saved: dict, what: str) -> None:
+    """Exactly these fields, each of the type it has now (a number, a bool, a list)."""
+    if set(saved) != set(names):
+        extra, missing = sorted(set(saved) - set(names)), sorted(set(names) - set(saved))
+        raise StateError(f"{what}: " + (f"unknown field {extra[0]}" if extra else f"missing field {missing[0]}"))
+    for n in names:
+        value, now = saved[n], getattr(obj, n)
+        if type(value) is not type(now) and not (type(now) is float and type(value) is int):
+            raise StateError(f"{what}.{n}: {type(value).__name__}, expected {type(now).__name__}")
+        setattr(obj, n, list(value) if isinstance(value, list) else value)
 
 
 def _rng_state(rng: random.Random) -> list:
@@ -143,45 +124,46 @@ def _why_busy(m: Machine) -> list[str]:
     return why
 
 
+def _lock(lock) -> dict:
+    return dict(_fields(lock, LOCK_FIELDS), bookings=lock.bookings(),
+                last_cpu=None if lock.last_cpu is None else lock.last_cpu.id)
+
+
+def _zone(z) -> dict:
+    return {
+        "node": z.node, "name": z.name, "start": z.zone_start_pfn, "pages": z.spanned_pages,
+        "free_pages": z.free_pages, "zero_pages": z.zero_pages,
+        "pages_min": z.pages_min, "pages_low": z.pages_low, "pages_high": z.pages_high,
+        "stat": z.stat, "lock": _lock(z.lock),
+        # list order is the dict order of each free list: the head is the last entry
+        "free_area": [[list(a.free_list) for a in z.free_area[kind]] for kind in (NOT_ZEROED, ZEROED)],
+        "pageset": [[cpu, [[list(p.list), p.low, p.high, p.batch] for p in lists]]
+                    for cpu, lists in z.pageset.items()],
+        "page_state": base64.b64encode(zlib.compress(bytes(z.page_state), 6)).decode(),
+    }
+
+
 def _dump(m: Machine) -> dict:
-    p = m.profile
-    zones = []
-    for z in m.zones:
-        zones.append({
-            "node": z.node, "name": z.name, "start": z.zone_start_pfn, "pages": z.spanned_pages,
-            "free_pages": z.free_pages, "zero_pages": z.zero_pages,
-            "pages_min": z.pages_min, "pages_low": z.pages_low, "pages_high": z.pages_high,
-            "stat": z.stat,
-            "lock": _attrs(z.lock, skip=("name", "timeline")),
-            # list order is the dict order of each free list: the head is the last entry
-            "free_area": [[list(a.free_list) for a in z.free_area[kind]] for kind in (NOT_ZEROED, ZEROED)],
-            "pageset": [[cpu, [[list(p.list), p.low, p.high, p.batch] for p in lists]]
-                        for cpu, lists in z.pageset.items()],
-            "page_state": base64.b64encode(zlib.compress(bytes(z.page_state), 6)).decode(),
-        })
-    fpa = m.alloc.fail_page_alloc
+    p, fpa = m.profile, m.alloc.fail_page_alloc
     return {
         "profile": {"name": p.name, "description": p.description, "machine": p.machine,
                     "cost": p.cost, "bte": p.bte, "sources": p.sources, "path": p.path},
         "seed": m.seed, "backing": m.backing, "now": m.now, "boot_wall_time": m.boot_wall_time,
-        "rng": _rng_state(m.rng),
-        "sysctl": m.sysctl, "scrub_policy": m.scrub_policy,
+        "rng": _rng_state(m.rng), "sysctl": m.sysctl, "scrub_policy": m.scrub_policy,
         "timeline": {"horizon": m.timeline.horizon, "next_tick": m.timeline.next_tick},
-        "event_seq": m.events._seq,
-        "loadavg": _attrs(m.loadavg),
-        "cpus": [_attrs(c, skip=("id", "node", "name", "owner")) for c in m.cpus],
-        "buses": [_attrs(b, skip=("timeline",)) for b in m.buses],
+        "event_seq": m.events.seq,
+        "loadavg": _fields(m.loadavg, LOADAVG_FIELDS),
+        "cpus": [_fields(c, CPU_FIELDS) for c in m.cpus],
+        "buses": [dict(_fields(b, BUS_FIELDS), series=b.bookings()) for b in m.buses],
         "cpu_stat": m.alloc.cpu_stat,
         "node_stat": [n.stat for n in m.nodes],
-        "zones": zones,
+        "zones": [_zone(z) for z in m.zones],
         "scrubd": [{"stat": d.stat, "blocks": list(d.blocks.items())} for d in m.scrub.daemons],
-        "zero_drivers": [[getattr(d, "name", type(d).__name__), d.enabled] for d in m.zero_drivers],
-        "bte": None if m.bte is None else {
-            "driver": _attrs(m.bte, skip=("m", "engines", "min_len", "max_len")),
-            "engines": [dict(_attrs(e, skip=("m", "node", "index", "hung", "current", "rng")),
-                             rng=_rng_state(e.rng))
-                        for e in m.bte.all_engines()]},
-        "fail_page_alloc": None if fpa is None else dict(_attrs(fpa, skip=("rng", "printk")), rng=_rng_state(fpa.rng)),
+        "zero_drivers": [[d.name, d.enabled] for d in m.zero_drivers],
+        "bte": None if m.bte is None else dict(
+            _fields(m.bte, BTE_FIELDS),
+            engines=[dict(_fields(e, ENGINE_FIELDS), rng=_rng_state(e.rng)) for e in m.bte.all_engines()]),
+        "fail_page_alloc": None if fpa is None else dict(_fields(fpa, FPA_FIELDS), rng=_rng_state(fpa.rng)),
     }
 
 
@@ -230,8 +212,9 @@ def _read(path: str) -> dict:
     if version > VERSION:
         raise StateError(f"{path}: state format version {version} is newer than this vmemu "
                          f"understands (version {VERSION})")
-    if version != VERSION:
-        raise StateError(f"{path}: state format version {version} is not supported (version {VERSION})")
+    if version not in MIGRATE and version != VERSION:
+        raise StateError(f"{path}: state format version {version} is not supported (version {VERSION}; "
+                         f"version {min(MIGRATE)} is migrated)")
     if len(body) < length:
         raise StateError(f"{path}: truncated: {len(body)} of {length} body bytes")
     if len(body) > length:
@@ -239,9 +222,13 @@ def _read(path: str) -> dict:
     if hashlib.sha256(body).hexdigest().encode() != fields[3][len(b"sha256:"):]:
         raise StateError(f"{path}: corrupt: SHA-256 of the body does not match the header")
     try:
-        return json.loads(body)
+        state = json.loads(body)
     except ValueError as e:
         raise StateError(f"{path}: corrupt: body is not JSON ({e})") from None
+    try:
+        return MIGRATE[version](state) if version in MIGRATE else state
+    except (KeyError, TypeError, ValueError) as e:
+        raise StateError(f"{path}: inconsistent version {version} state: {type(e).__name__}: {e}") from None
 
 
 def load_state(path: str, profile_name: str | None = None, poison: bool = True) -> Machine:
@@ -292,14 +279,16 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     m.set_scrub_policy(s["scrub_policy"])
     m.timeline.horizon = s["timeline"]["horizon"]
     m.timeline.next_tick = s["timeline"]["next_tick"]
-    m.events._seq = s["event_seq"]
-    _set_attrs(m, m.loadavg, s["loadavg"], "loadavg")
+    m.events.seq = s["event_seq"]
+    _set_fields(m.loadavg, LOADAVG_FIELDS, s["loadavg"], "loadavg")
     _same_len(m.cpus, s["cpus"], "CPUs")
     for c, saved in zip(m.cpus, s["cpus"]):
-        _set_attrs(m, c, saved, "cpu")
+        _set_fields(c, CPU_FIELDS, saved, "cpu")
     _same_len(m.buses, s["buses"], "memory buses")
     for b, saved in zip(m.buses, s["buses"]):
-        _set_attrs(m, b, saved, "bus")
+        saved = dict(saved)
+        b.restore_bookings(saved.pop("series"))
+        _set_fields(b, BUS_FIELDS, saved, "bus")
     _same_len(m.alloc.cpu_stat, s["cpu_stat"], "per-CPU counters")
     m.alloc.cpu_stat = [dict(st) for st in s["cpu_stat"]]
     _same_len(m.nodes, s["node_stat"], "nodes")
@@ -308,11 +297,24 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     _same_len(m.zones, s["zones"], "zones")
     for z, saved in zip(m.zones, s["zones"]):
         _restore_zone(m, z, saved)
+    _restore_daemons(m, s)
+    if s["fail_page_alloc"] is not None:
+        saved = dict(s["fail_page_alloc"])
+        fpa = FailPageAlloc(rng=random.Random())
+        _set_rng(fpa.rng, saved.pop("rng"))
+        _set_fields(fpa, FPA_FIELDS, saved, "fail_page_alloc")
+        m.alloc.fail_page_alloc = fpa
+    if m.memory.real:
+        _restore_memory(m, poison)
+
+
+def _restore_daemons(m: Machine, s: dict) -> None:
+    """scrubd's counters, the zero drivers' switches, the BTE engines."""
     _same_len(m.scrub.daemons, s["scrubd"], "scrub daemons")
     for d, saved in zip(m.scrub.daemons, s["scrubd"]):
         d.stat = dict(saved["stat"])
         d.blocks = {name: list(counts) for name, counts in saved["blocks"]}
-    names = [[getattr(d, "name", type(d).__name__), d.enabled] for d in m.zero_drivers]
+    names = [[d.name, d.enabled] for d in m.zero_drivers]
     if [n for n, _ in names] != [n for n, _ in s["zero_drivers"]]:
         raise StateError(f"zero drivers differ: saved {s['zero_drivers']}, machine has {names}")
     for d, (_, enabled) in zip(m.zero_drivers, s["zero_drivers"]):
@@ -320,21 +322,14 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     if (m.bte is None) != (s["bte"] is None):
         raise StateError("the saved machine and the profile disagree on the BTE")
     if m.bte is not None:
-        _set_attrs(m, m.bte, s["bte"]["driver"], "bte")
-        engines = m.bte.all_engines()
-        _same_len(engines, s["bte"]["engines"], "BTE engines")
-        for e, saved in zip(engines, s["bte"]["engines"]):
+        saved = dict(s["bte"])
+        engines = saved.pop("engines")
+        _set_fields(m.bte, BTE_FIELDS, saved, "bte")
+        _same_len(m.bte.all_engines(), engines, "BTE engines")
+        for e, saved in zip(m.bte.all_engines(), engines):
             saved = dict(saved)
             _set_rng(e.rng, saved.pop("rng"))
-            _set_attrs(m, e, saved, "bte engine")
-    if s["fail_page_alloc"] is not None:
-        saved = dict(s["fail_page_alloc"])
-        fpa = FailPageAlloc(rng=random.Random())
-        _set_rng(fpa.rng, saved.pop("rng"))
-        _set_attrs(m, fpa, saved, "fail_page_alloc")
-        m.alloc.fail_page_alloc = fpa
-    if m.memory.real:
-        _restore_memory(m, poison)
+            _set_fields(e, ENGINE_FIELDS, saved, "bte engine")
 
 
 def _same_len(have, saved, what: str) -> None:
@@ -349,12 +344,15 @@ def _restore_zone(m: Machine, z, saved: dict) -> None:
     z.free_pages, z.zero_pages = saved["free_pages"], saved["zero_pages"]
     z.pages_min, z.pages_low, z.pages_high = saved["pages_min"], saved["pages_low"], saved["pages_high"]
     z.stat = dict(saved["stat"])
-    _set_attrs(m, z.lock, saved["lock"], "zone lock")
+    lock = dict(saved["lock"])
+    z.lock.restore_bookings(lock.pop("bookings"))
+    last = lock.pop("last_cpu")
+    z.lock.last_cpu = None if last is None else m.cpus[last]
+    _set_fields(z.lock, LOCK_FIELDS, lock, "zone lock")
     for kind in (NOT_ZEROED, ZEROED):
         _same_len(z.free_area[kind], saved["free_area"][kind], "orders")
         for area, pfns in zip(z.free_area[kind], saved["free_area"][kind]):
             area.free_list = dict.fromkeys(pfns)
-            area.nr_free = len(area.free_list)
             if area.nr_free != len(pfns):
                 raise StateError(f"zone {z.node}/{z.name}: a block is twice on one free list")
     z.pageset = {}
@@ -396,3 +394,31 @@ def _restore_memory(m: Machine, poison: bool) -> None:
             pfn = start + pages
         if pfn < end:
             m.memory.poison(pfn, end - pfn)
+
+
+# -- older versions ----------------------------------------------------------------
+
+def _from_v1(s: dict) -> dict:
+    """Version 1 (the model's attributes saved by reflection) as version 2."""
+    def lock(old: dict) -> dict:
+        last = old.get("last_cpu")
+        return dict({k: old[k] for k in LOCK_FIELDS}, bookings=list(zip(old["_starts"], old["_ends"])),
+                    last_cpu=None if last is None else last["cpu"])
+    for z in s["zones"]:
+        z["lock"] = lock(z["lock"])
+    def bus(old: dict) -> dict:
+        active = old["_active"]["tuples"] if isinstance(old["_active"], dict) else old["_active"]
+        return dict({k: old[k] for k in BUS_FIELDS}, series=[(start, 0, 1, end - start) for start, end in active])
+    s["buses"] = [bus(b) for b in s["buses"]]
+    s["cpus"] = [{k: c[k] for k in CPU_FIELDS} for c in s["cpus"]]
+    s["loadavg"] = {k: s["loadavg"][k] for k in LOADAVG_FIELDS}
+    if s["bte"] is not None:
+        s["bte"] = dict({k: s["bte"]["driver"][k] for k in BTE_FIELDS},
+                        engines=[dict({k: e[k] for k in ENGINE_FIELDS}, rng=e["rng"]) for e in s["bte"]["engines"]])
+    if s["fail_page_alloc"] is not None:
+        f = s["fail_page_alloc"]
+        s["fail_page_alloc"] = dict({k: f[k] for k in FPA_FIELDS}, rng=f["rng"])
+    return s
+
+
+MIGRATE = {1: _from_v1}

@@ -101,7 +101,13 @@ class SpinLock:
     lock therefore keeps the booked holds (disjoint intervals) and gives the
     requester the first gap at or after its arrival that fits its hold: it
     spins (system time) until then.  With requests in time order this is
-    exactly a FIFO spinlock."""
+    exactly a FIFO spinlock.
+
+    Holds that ended before the timeline's horizon can never delay a later
+    request; the calendar forgets them once it holds more than PRUNE_ABOVE,
+    which changes no answer."""
+
+    PRUNE_ABOVE = 64
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
                  "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
@@ -126,71 +132,85 @@ class SpinLock:
         self.bounces = 0
         self.distance = distance      # node distances (SLIT): 20 one link away, more across a router
 
-    def bounce_cost(self, from_node: int, to_node: int) -> int:
-        if from_node == to_node:
-            return self.bounce_local_ns
-        if self.distance is None or self.distance[from_node][to_node] <= 20:
-            return self.bounce_remote_ns
-        return self.bounce_router_ns
+    def _bounce(self, cpu: CPU) -> None:
+        """Fetch the lock's line from the CPU that had it last: a latency the
+        acquirer pays before it can try (it does not lengthen the hold)."""
+        last = self.last_cpu
+        if last is not None:
+            if last.node == cpu.node:
+                bounce = self.bounce_local_ns
+            elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
+                bounce = self.bounce_remote_ns
+            else:
+                bounce = self.bounce_router_ns
+            cpu.time += bounce
+            cpu.system_ns += bounce
+            self.bounces += 1
+        self.last_cpu = cpu
+
+    def _prune(self, t: int) -> None:
+        k = bisect_right(self._ends, self.timeline.prune_before(t))
+        if k:
+            del self._starts[:k], self._ends[:k]
 
     def hold(self, cpu: CPU, hold_ns: int) -> None:
-        """Acquire, hold for hold_ns, release; all charged to cpu as system time.
-
-        Fetching the lock's cache line from the CPU that had it last is a
-        latency the acquirer pays before it can try; it does not lengthen
-        the critical section."""
-        last = self.last_cpu
-        if last is not cpu:
-            if last is not None:
-                # bounce_cost(last.node, cpu.node), written out: this is every fault's path
-                if last.node == cpu.node:
-                    bounce = self.bounce_local_ns
-                elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
-                    bounce = self.bounce_remote_ns
-                else:
-                    bounce = self.bounce_router_ns
-                cpu.time += bounce
-                cpu.system_ns += bounce
-                self.bounces += 1
-            self.last_cpu = cpu
+        """Acquire, hold for hold_ns, release; all charged to cpu as system
+        time.  hold_ns 0 is an atomic on the line (a read-side count): no
+        critical section, only the line's transfer."""
+        if self.last_cpu is not cpu:
+            self._bounce(cpu)
         self.acquired += 1
         if hold_ns <= 0:
-            return              # an atomic on the line (a read-side count): no critical section
+            return
         starts, ends = self._starts, self._ends
         t = cpu.time
-        if not ends or ends[-1] <= t:
-            # uncontended, the usual case: the lock is free from t on
-            if len(ends) > 64:
-                k = bisect_right(ends, self.timeline.prune_before(t))
-                del starts[:k], ends[:k]
-            starts.append(t)
-            ends.append(t + hold_ns)
-            cpu.system_ns += hold_ns
-            cpu.time = t + hold_ns
-            return
-        if len(ends) > 64:
-            k = bisect_right(ends, self.timeline.prune_before(t))
-            if k:
-                del starts[:k], ends[:k]
-        i = bisect_right(ends, t)
-        begin = t
-        n = len(starts)
-        while i < n and starts[i] < begin + hold_ns:
-            if ends[i] > begin:
-                begin = ends[i]
-            i += 1
+        if len(ends) > self.PRUNE_ABOVE:
+            self._prune(t)
+        if not ends or ends[-1] <= t:          # uncontended, the usual case
+            begin, i = t, len(ends)
+        else:
+            i = bisect_right(ends, t)
+            begin, n = t, len(starts)
+            while i < n and starts[i] < begin + hold_ns:
+                if ends[i] > begin:
+                    begin = ends[i]
+                i += 1
+            if begin > t:
+                self.contended += 1
+                self.wait_ns += begin - t
         starts.insert(i, begin)
         ends.insert(i, begin + hold_ns)
-        if begin > t:
-            self.contended += 1
-            self.wait_ns += begin - t
-        end = begin + hold_ns
-        cpu.system_ns += end - t
-        cpu.time = end
+        cpu.system_ns += begin + hold_ns - t
+        cpu.time = begin + hold_ns
 
     @property
     def free_at(self) -> int:
+        """The end of the last booked hold (0 if none)."""
         return self._ends[-1] if self._ends else 0
+
+    def held_uncontended(self, cpu: CPU, acquisitions: int, holds: list[int], hold_ns: int) -> None:
+        """hold(cpu, hold_ns) ``acquisitions`` times in a row by a CPU that has
+        the line and never waits (a fault series: FaultBatch), each hold
+        ending before the next begins.  ``holds`` are the starts of those
+        whose end may still be after the horizon (the last ones): only they
+        can delay another CPU, so only they are booked."""
+        self.acquired += acquisitions
+        if len(self._ends) > self.PRUNE_ABOVE:
+            self._prune(holds[0])
+        for start in holds:
+            self._starts.append(start)
+            self._ends.append(start + hold_ns)
+
+    def bookings(self) -> list[tuple[int, int]]:
+        """The holds booked that may still delay a request (for a saved machine)."""
+        return list(zip(self._starts, self._ends))
+
+    def restore_bookings(self, bookings) -> None:
+        """Bookings from bookings(): disjoint (start, end) pairs in time order."""
+        starts, ends = [int(s) for s, _ in bookings], [int(e) for _, e in bookings]
+        if any(s > e for s, e in zip(starts, ends)) or any(e > s for e, s in zip(ends, starts[1:])):
+            raise ValueError(f"{self.name}: bookings overlap or run backwards")
+        self._starts, self._ends = starts, ends
 
 
 class MemoryBus:
@@ -198,105 +218,100 @@ class MemoryBus:
     (CPUs and the BTE).  An agent alone moves bytes at its own rate; when k
     other transfers are in flight at the moment one starts, it gets at most
     1/(k+1) of the bus (``bytes_per_ns`` in all).  A transfer's rate is fixed
-    when it starts: a deterministic approximation of processor sharing."""
+    when it starts: a deterministic approximation of processor sharing.
 
-    __slots__ = ("bytes_per_ns", "timeline", "_active", "bytes", "busy_ns", "shared")
+    The calendar holds series of equal transfers, (first start, step,
+    count, duration) each: a CPU clearing page after page books one entry,
+    not one per page.  Series that ended before the horizon are forgotten
+    once there are more than PRUNE_ABOVE, which changes no answer."""
+
+    PRUNE_ABOVE = 8
+
+    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "shared")
 
     def __init__(self, bytes_per_ns: float, timeline: Timeline | None = None):
         self.bytes_per_ns = bytes_per_ns
         self.timeline = timeline or Timeline()
-        self._active: list[tuple[int, int]] = []   # (start, end) of transfers booked
+        self._series: list[tuple[int, int, int, int]] = []
         self.bytes = 0
         self.busy_ns = 0
         self.shared = 0          # transfers that started while others were in flight
 
+    def duration(self, nbytes: int, max_rate: float, others: int = 0) -> int:
+        """How long nbytes take at up to max_rate with ``others`` transfers in flight."""
+        share = self.bytes_per_ns / (others + 1)
+        return int(nbytes / (max_rate if max_rate < share else share) + 0.5)
+
+    def in_flight(self, t: int) -> int:
+        """Booked transfers in flight at time t."""
+        n = 0
+        for first, step, count, dur in self._series:
+            if t < first:
+                continue
+            if step:
+                hi = min(count - 1, (t - first) // step)
+                lo = max(0, (t - dur - first) // step + 1)
+                n += max(0, hi - lo + 1)
+            elif t < first + dur:
+                n += count
+        return n
+
     def transfer(self, start: int, nbytes: int, max_rate: float) -> int:
         """Move nbytes starting at ``start`` at up to max_rate; return the end time."""
-        active = self._active
-        if len(active) > 8:
-            horizon = self.timeline.prune_before(start)
-            active = self._active = [iv for iv in active if iv[1] > horizon]
-        others = 0
-        for s, e in active:
-            if s <= start < e:
-                others += 1
-        rate = max_rate
+        others = self.in_flight(start)
         if others:
             self.shared += 1
-            share = self.bytes_per_ns / (others + 1)
-            if share < rate:
-                rate = share
-        elif self.bytes_per_ns < rate:
-            rate = self.bytes_per_ns
-        end = start + int(nbytes / rate + 0.5)
-        active.append((start, end))
-        self.bytes += nbytes
-        self.busy_ns += end - start
-        return end
+        dur = self.duration(nbytes, max_rate, others)
+        self._book(start, 0, 1, dur, nbytes)
+        return start + dur
 
-    # transfer() prunes its calendar when a call finds more than this many bookings
-    PRUNE_ABOVE = 8
+    def transfer_series(self, first: int, step: int, count: int, nbytes: int, max_rate: float) -> int:
+        """``count`` transfers of nbytes starting at first, first + step, ...,
+        each alone on the bus (the caller checked alone_until) and done
+        before the next starts.  Returns each one's duration."""
+        dur = self.duration(nbytes, max_rate)
+        self._book(first, step, count, dur, nbytes)
+        return dur
 
-    def alone_during(self, first: int, last: int) -> bool:
-        """No booked transfer is in flight at any time in [first, last]."""
-        for s, e in self._active:
-            if e > first and s <= last:
-                return False
-        return True
+    def _book(self, first: int, step: int, count: int, dur: int, nbytes: int) -> None:
+        if len(self._series) > self.PRUNE_ABOVE:
+            horizon = self.timeline.prune_before(first)
+            self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
+        self._series.append((first, step, count, dur))
+        self.bytes += count * nbytes
+        self.busy_ns += count * dur
 
     def alone_until(self, first: int) -> int:
         """The time before which transfers starting at or after ``first`` are
-        alone on the bus (alone_during(first, x) for every x below it): the
-        start of the first booking still in flight after first, NEVER if
-        none, first itself if one is in flight at first."""
+        alone on the bus: the start of the first booked transfer still in
+        flight after first, NEVER if none, first itself if one is in flight
+        at first."""
         until = NEVER
-        for s, e in self._active:
-            if e > first and s < until:
-                until = s if s > first else first
+        for s0, step, count, dur in self._series:
+            last = s0 + (count - 1) * step
+            if last + dur <= first:
+                continue
+            # the first transfer of the series that ends after first
+            i = 0 if not step or s0 + dur > first else (first - dur - s0) // step + 1
+            s = s0 + i * step
+            s = s if s > first else first
+            if s < until:
+                until = s
         return until
 
-    def transfer_series(self, segments: list[tuple[int, int, int, int]], nbytes: int, duration: int) -> None:
-        """What transfer() does, called once per transfer of ``segments`` in
-        order, for one agent alone on the bus: each segment (first, step,
-        count, lead) is count transfers starting at first + i*step, each
-        lasting ``duration`` and made from a scheduler step that began
-        ``lead`` ns before it.  alone_during(first start, last start) holds,
-        and each transfer ends by the next one's step start.  The same
-        bookings, pruned at the same horizons.
+    def bookings(self) -> list[tuple[int, int, int, int]]:
+        """The series booked that may still share the bus (for a saved machine)."""
+        return list(self._series)
 
-        transfer() prunes, at a call whose calendar holds more than
-        PRUNE_ABOVE, every booking that ended by that step's start.  Ours end
-        before the next step starts, and the others end before the first
-        start or start after the last one; so only the last pruning matters,
-        and it keeps the others that end after the first start plus ours
-        from that call on.  The calendar grows by one a call, so the
-        prunings come at fixed intervals after the second."""
-        active = self._active
-        k = sum(seg[2] for seg in segments)
-        first, _step, _count, lead = segments[0]
-        length = len(active)
-        if length > self.PRUNE_ABOVE:         # the first call prunes at its own horizon
-            active = [iv for iv in active if iv[1] > first - lead]
-            length = len(active)
-        begin = 0                             # our first booking that is kept
-        j = max(1, self.PRUNE_ABOVE + 1 - length)     # the next call that prunes
-        if j < k:
-            active = [iv for iv in active if iv[1] > first]
-            period = max(1, self.PRUNE_ABOVE + 1 - len(active))
-            begin = j + (k - 1 - j) // period * period    # the last one
-        ours = []
-        at = k
-        for start, step, count, _lead in reversed(segments):   # ours from `begin` on, last first
-            at -= count
-            for i in range(count - 1, max(begin - at, 0) - 1, -1):
-                ours.append((start + i * step, start + i * step + duration))
-            if at <= begin:
-                break
-        ours.reverse()
-        active.extend(ours)
-        self._active = active
-        self.bytes += k * nbytes
-        self.busy_ns += k * duration
+    def restore_bookings(self, series) -> None:
+        """Series from bookings(): (first, step, count, duration), count >= 1."""
+        out = []
+        for first, step, count, dur in series:
+            if count < 1 or step < 0 or dur < 0:
+                raise ValueError(f"memory bus booking {first, step, count, dur} is not a series")
+            out.append((int(first), int(step), int(count), int(dur)))
+        self._series = out
+
 
 Task = Generator[None, None, None]
 NEVER = 1 << 62
@@ -306,21 +321,25 @@ class EventQueue:
     """Timed callbacks in virtual time: kernel daemons' steps, BTE completions.
     Ordered by (time, sequence), so equal times run in scheduling order."""
 
-    __slots__ = ("_heap", "_seq", "timeline")
+    __slots__ = ("_heap", "seq", "timeline")
 
     def __init__(self, timeline: Timeline):
         self._heap: list = []
-        self._seq = 0
+        self.seq = 0             # events scheduled so far: ties run in this order
         self.timeline = timeline
         timeline.events = self
 
     def schedule(self, t: int, fn, *args) -> None:
         """Call fn(t, *args) at virtual time t."""
-        self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, fn, args))
+        self.seq += 1
+        heapq.heappush(self._heap, (t, self.seq, fn, args))
 
     def next_time(self) -> int:
         return self._heap[0][0] if self._heap else NEVER
+
+    def pending(self) -> list[tuple[int, int, object, tuple]]:
+        """The events due, in the order they will run: (time, sequence, fn, args)."""
+        return sorted(self._heap, key=lambda e: e[:2])
 
     def run_one(self) -> None:
         t, _, fn, args = heapq.heappop(self._heap)

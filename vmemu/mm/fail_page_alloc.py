@@ -77,6 +77,16 @@ class FailPageAlloc:
             self.failures += 1
         return failed
 
+    def cannot_fail(self, order: int, gfp: int) -> bool:
+        """should_fail(order, gfp) would say no before it draws a number or
+        changes anything but its call count (a fault series counts its calls
+        with cannot_fail_calls instead)."""
+        return (order < self.min_order or bool(gfp & GFP_NOFAIL) or (self.ignore_gfp_highmem and gfp & GFP_HIGHMEM)
+                or (self.ignore_gfp_wait and gfp & GFP_WAIT) or self.probability == 0)
+
+    def cannot_fail_calls(self, n: int) -> None:
+        self.calls += n
+
     def _should_fail_alloc_page(self, order, gfp, size, make_it_fail) -> bool:
         if order < self.min_order:
             return False

@@ -26,6 +26,8 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import shortcuts
+
 PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
@@ -52,7 +54,10 @@ _SWITCH_INTERVAL = 0.00005
 
 def offload_default() -> bool:
     """Use a memory thread unless the host gives this process a single CPU
-    (VMEMU_MEMORY_THREAD=0 or 1 decides instead)."""
+    (VMEMU_MEMORY_THREAD=0 or 1 decides instead) or the host shortcuts are
+    off (vmemu.shortcuts)."""
+    if not shortcuts.enabled():
+        return False
     env = os.environ.get("VMEMU_MEMORY_THREAD")
     if env is not None:
         return env.strip() not in ("", "0", "no", "off")
@@ -78,8 +83,6 @@ class NoMemory:
 
     def poison(self, pfn: int, npages: int) -> None:
         pass
-
-    poison_later = poison
 
     def sync(self) -> None:
         pass
@@ -192,12 +195,21 @@ class RealMemory:
         ctypes.memset(addr, 0, size)
 
     def poison(self, pfn: int, npages: int) -> None:
-        addr, size = self._addr(pfn, npages)
-        ctypes.memset(addr, PAGE_POISON, size)
+        """Freed pages are poisoned (so a page handed out as zeroed without a
+        clear is caught); with a memory thread, gathered and handed over
+        OFFLOAD_BYTES at a time: nothing reads a freed page before another
+        access, which waits for it (_addr)."""
+        if self.offload:
+            self._poison_later(pfn, npages)
+            return
+        self._fill(pfn, npages, PAGE_POISON)
 
-    def fill(self, pfn: int, npages: int, byte: int) -> None:
+    def _fill(self, pfn: int, npages: int, byte: int) -> None:
         addr, size = self._addr(pfn, npages)
         ctypes.memset(addr, byte, size)
+
+    def fill(self, pfn: int, npages: int, byte: int) -> None:
+        self._fill(pfn, npages, byte)
 
     def touch(self, pfn: int, offset: int, byte: int) -> None:
         """A user store of one byte into a page (what pft's touch loop does)."""
@@ -251,11 +263,7 @@ class RealMemory:
             self._hand_over_poison()
         self._hand_over(fn, *args)
 
-    def poison_later(self, pfn: int, npages: int) -> None:
-        """poison(pfn, npages), gathered and handed over OFFLOAD_BYTES at a time."""
-        if not self.offload:
-            self.poison(pfn, npages)
-            return
+    def _poison_later(self, pfn: int, npages: int) -> None:
         self._poison_runs.append((pfn, npages))
         self._poison_pages += npages
         self._behind = True
@@ -280,12 +288,12 @@ class RealMemory:
     def _poison_runs_merged(self, runs: list[tuple[int, int]]) -> None:
         # Freed pages, each once (a page is freed again only after a clear,
         # which comes after this work): sorted and merged, one memset a run.
-        for first, n in _merged(runs):
+        for first, n in merged(runs):
             end = first + n
             for start, stop, _arena, _base, _fresh in self._arenas:    # one memset per node at most
                 lo, hi = max(first, start), min(end, stop)
                 if lo < hi:
-                    self.poison(lo, hi - lo)
+                    self._fill(lo, hi - lo, PAGE_POISON)
 
     def _hand_over(self, fn, *args) -> None:
         if self._executor is None or self._executor_pid != os.getpid():    # none yet, or forked
@@ -296,6 +304,18 @@ class RealMemory:
                 sys.setswitchinterval(_SWITCH_INTERVAL)
         self._futures.append(self._executor.submit(fn, *args))
         self._behind = True
+
+    def digest(self) -> str:
+        """SHA-256 over every byte of every node's memory (tests, golden runs)."""
+        import hashlib
+        self.sync()
+        h = hashlib.sha256()
+        chunk = 64 << 20
+        for _start, _end, arena, base, _fresh in self._arenas:
+            for off in range(0, len(arena), chunk):
+                n = min(chunk, len(arena) - off)
+                h.update(memoryview((ctypes.c_char * n).from_address(base + off)))
+        return h.hexdigest()
 
     def read(self, pfn: int, npages: int) -> bytes:
         addr, size = self._addr(pfn, npages)
@@ -322,7 +342,7 @@ class RealMemory:
                 pass
 
 
-def _merged(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def merged(runs) -> list[tuple[int, int]]:
     """Disjoint (first, count) runs, sorted, with adjacent ones joined."""
     out: list[tuple[int, int]] = []
     for first, n in sorted(runs):

@@ -18,13 +18,11 @@ from .vmstat import NUMA_EVENTS, ZONE_EVENTS
 # The two kinds of free list the prezeroing patch adds (free_area[kind][order]).
 NOT_ZEROED = 0
 ZEROED = 1
-KIND_NAMES = ("NotZeroed", "Zeroed")
 
 # Per-CPU page lists: the 2.6.10 hot and cold lists plus the patch's zeroed list.
 PCP_HOT = 0
 PCP_COLD = 1
 PCP_ZEROED = 2
-PCP_NAMES = ("hot", "cold", "zeroed")
 
 # page_state byte values. 0: not handed out (in the buddy lists, or in flight in scrubd).
 PS_FREE = 0
@@ -33,32 +31,23 @@ PS_TAIL = 0xFF      # tail page of an allocated block; a head holds order + 1
 
 
 class FreeArea:
-    """free_area[kind][order]: block heads, newest last (the list head), and nr_free."""
+    """free_area[kind][order]: block heads, newest last (the list head).
+    nr_free (blocks) is the list's length."""
 
-    __slots__ = ("free_list", "nr_free")
+    __slots__ = ("free_list",)
 
     def __init__(self):
         self.free_list: dict[int, None] = {}
-        self.nr_free = 0
+
+    @property
+    def nr_free(self) -> int:
+        return len(self.free_list)
 
     def add(self, pfn: int) -> None:          # list_add: to the head
         self.free_list[pfn] = None
-        self.nr_free += 1
-
-    def add_tail(self, pfn: int) -> None:     # list_add_tail: boot-time layout order
-        self.add(pfn)
-
-    def remove(self, pfn: int) -> None:       # list_del
-        del self.free_list[pfn]
-        self.nr_free -= 1
 
     def pop_head(self) -> int:
-        pfn, _ = self.free_list.popitem()
-        self.nr_free -= 1
-        return pfn
-
-    def head(self) -> int:
-        return next(reversed(self.free_list))
+        return self.free_list.popitem()[0]
 
     def __contains__(self, pfn: int) -> bool:
         return pfn in self.free_list
@@ -140,9 +129,6 @@ class Zone:
     def nr_free(self, kind: int) -> list[int]:
         return [area.nr_free for area in self.free_area[kind]]
 
-    def count(self, name: str, n: int = 1) -> None:
-        self.stat[name] = self.stat.get(name, 0) + n
-
     def boot_free_all(self) -> None:
         """free_all_bootmem: the zone starts as maximal aligned NOT_ZEROED blocks."""
         idx, size = 0, self.spanned_pages
@@ -150,7 +136,7 @@ class Zone:
             order = self.max_order - 1
             while order and (idx & ((1 << order) - 1) or idx + (1 << order) > size):
                 order -= 1
-            self.free_area[NOT_ZEROED][order].add_tail(self.zone_start_pfn + idx)
+            self.free_area[NOT_ZEROED][order].add(self.zone_start_pfn + idx)
             self.free_pages += 1 << order
             idx += 1 << order
 
@@ -165,6 +151,3 @@ class Node:
         self.cpus = cpus
         self.zones: list[Zone] = []
         self.stat: dict[str, int] = dict.fromkeys(NUMA_EVENTS, 0)   # numastat counters
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.stat[name] = self.stat.get(name, 0) + n

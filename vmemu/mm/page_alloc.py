@@ -1,6 +1,6 @@
 """The buddy allocator with zeroed and unzeroed free lists (mm/page_alloc.c).
 
-The rules are those of the prezeroing series (reference section 1 and 2):
+The rules are those of the prezeroing series:
 
 - every zone has ``free_area[NOT_ZEROED][order]`` and ``free_area[ZEROED][order]``;
   coalescing joins only buddies of the same order *and the same kind*;
@@ -16,6 +16,14 @@ The rules are those of the prezeroing series (reference section 1 and 2):
 Every operation is charged in virtual time to the CPU that performs it
 (``kernel.sched``): per-CPU list work, the zone lock held for buddy work,
 and clearing, which moves bytes over the node's memory bus.
+
+Each operation has one implementation, and the bulk ones are the
+implementation: ``rmqueue`` takes ``count`` blocks (one for __rmqueue,
+``batch`` for rmqueue_bulk), ``free_pages_bulk`` frees a list of pages
+through ``free_one_page``, ``free_hot_cold_pages`` frees pages to a per-CPU
+list one after another (one page for free_hot_cold_page, a task's pages at
+exit), ``account_alloc`` and ``prep_zero_page`` count and clear ``n``
+allocations at once (one for a fault, a series for vmemu.mm.fault_batch).
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ from functools import lru_cache
 from typing import Callable
 
 from ..kernel.sched import CPU, MemoryBus
-from .vmstat import new_cpu_stat
 from .gfp import GFP_COLD, GFP_DMA, GFP_ZERO
 from .mmzone import (NOT_ZEROED, PCP_COLD, PCP_HOT, PCP_ZEROED, PS_FREE, PS_PCP, PS_TAIL,
                      ZEROED, Node, Zone)
+from .vmstat import new_cpu_stat
 
 log = logging.getLogger("vmemu.page_alloc")
 
@@ -48,31 +56,54 @@ ALLOC_CLEARED = 2      # __GFP_ZERO cleared by this CPU just now: the page is in
 # ---------------------------------------------------------------------------
 # Zone-local buddy operations (called with zone->lock held)
 
-def expand(zone: Zone, pfn: int, low: int, high: int, kind: int) -> int:
-    """Split a block of order ``high`` down to ``low``; the upper halves go
-    back to the free lists of the same kind.  Returns the number of splits."""
-    size = 1 << high
-    splits = high - low
-    while high > low:
-        high -= 1
-        size >>= 1
-        zone.free_area[kind][high].add(pfn + size)
-    return splits
-
-
-def rmqueue(zone: Zone, order: int, kind: int) -> tuple[int, int] | None:
-    """__rmqueue: the head block of ``kind`` from the smallest order >= order.
-    Returns (pfn, splits) or None."""
+def expand(zone: Zone, kind: int, pfn: int, low: int, high: int, used: int = 1) -> None:
+    """The block of order ``high`` at pfn, whose first ``used`` blocks of
+    order ``low`` are taken, is split: the rest goes back to the ``kind``
+    lists as the aligned pieces that halving it again and again leaves."""
     areas = zone.free_area[kind]
-    for current in range(order, zone.max_order):
-        area = areas[current]
-        if area.nr_free:
-            pfn = area.pop_head()
-            zone.free_pages -= 1 << order
-            if kind == ZEROED:
-                zone.zero_pages -= 1 << order
-            return pfn, expand(zone, pfn, order, current, kind)
-    return None
+    units = 1 << (high - low)
+    pos = used
+    while pos < units:
+        piece = pos & -pos
+        areas[low + piece.bit_length() - 1].free_list[pfn + (pos << low)] = None
+        pos += piece
+
+
+def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int, list[tuple[int, int]]]:
+    """__rmqueue ``count`` times: each takes the head block of ``kind`` from
+    the smallest order >= ``order`` that has one and splits it down
+    (expand).  Returns (blocks taken, splits, [(first pfn, blocks)]):
+    each run ascending, in the order taken.
+
+    A block split down leaves its halves as the only blocks below its
+    order, so the next takes are that block's, in ascending order, before
+    any other block is touched; the i-th (i > 0) of them takes the half of
+    order ctz(i).  So whole blocks are taken at a time, and one taken in
+    part leaves the rest as expand would have left it."""
+    areas = zone.free_area[kind]
+    runs = []
+    taken = splits = 0
+    lowest = order                            # no block below this order (none were, none added)
+    while count:
+        for current in range(lowest, len(areas)):
+            if areas[current].free_list:
+                break
+        else:
+            break
+        lowest = current
+        pfn = areas[current].free_list.popitem()[0]     # the head block of the smallest order
+        take = min(count, 1 << (current - order))
+        runs.append((pfn, take))
+        # the first take splits current - order times, the i-th ctz(i):
+        # sum(ctz(i) for i in 1..n) == n - popcount(n)
+        splits += current - order + (take - 1) - (take - 1).bit_count()
+        expand(zone, kind, pfn, order, current, take)
+        taken += take
+        count -= take
+    zone.free_pages -= taken << order
+    if kind == ZEROED:
+        zone.zero_pages -= taken << order
+    return taken, splits, runs
 
 
 def free_one_page(zone: Zone, pfn: int, order: int, kind: int, account: bool = True) -> tuple[int, int]:
@@ -80,30 +111,29 @@ def free_one_page(zone: Zone, pfn: int, order: int, kind: int, account: bool = T
     buddies of the same kind.  Returns (final order, merges).
 
     ``account=False`` is for a block that stayed counted in free_pages while
-    it was off the lists (scrubd's in-flight block)."""
-    npages = 1 << order
+    it was off the lists (scrubd's block, prezero_all's)."""
     if account:
-        zone.free_pages += npages
+        zone.free_pages += 1 << order
     if kind == ZEROED:
-        zone.zero_pages += npages
+        zone.zero_pages += 1 << order
     areas = zone.free_area[kind]
     start = zone.zone_start_pfn
-    size = zone.spanned_pages
     idx = pfn - start
+    top = zone.max_order - 1
     merges = 0
-    while order < zone.max_order - 1:
-        buddy_idx = idx ^ (1 << order)
-        if buddy_idx + (1 << order) > size:
+    # A buddy block past the zone's end is never on a list: the membership
+    # test alone decides, as the kernel's two tests do together.
+    while order < top:
+        bit = 1 << order
+        blocks = areas[order].free_list
+        buddy = start + (idx ^ bit)
+        if buddy not in blocks:
             break
-        area = areas[order]
-        buddy = start + buddy_idx
-        if buddy not in area.free_list:
-            break
-        area.remove(buddy)
-        idx &= buddy_idx
+        del blocks[buddy]
+        idx &= ~bit
         order += 1
         merges += 1
-    areas[order].add(start + idx)
+    areas[order].free_list[start + idx] = None
     return order, merges
 
 
@@ -151,7 +181,7 @@ class PageAllocator:
         self._last_zone = zone = self.zones[i]
         return zone
 
-    def zonelist(self, node: int, dma: bool) -> list[Zone]:
+    def zonelist(self, node: int, dma: bool = False) -> list[Zone]:
         """build_zonelists: the local node's zones highest first, then the other
         nodes by distance; __GFP_DMA restricts it to DMA zones."""
         key = (node, dma)
@@ -176,28 +206,27 @@ class PageAllocator:
         got = self.alloc_pages_how(cpu, order, gfp)
         return None if got is None else got[0]
 
-    def alloc_pages_how(self, cpu: CPU, order: int, gfp: int) -> tuple[int, int] | None:
+    def alloc_pages_how(self, cpu: CPU, order: int, gfp: int, later=None) -> tuple[int, int] | None:
         """__alloc_pages: returns (pfn, ALLOC_*) or None.
 
         Two passes over the zonelist, as 2.6.10 does before it would reclaim:
         first above each zone's pages_low, then above pages_min.  There is no
-        reclaim to fall back on, so what fails both passes is out of memory."""
-        if order.__class__ is not int or not 0 <= order < self.max_order:
-            self.check_order(order)
+        reclaim to fall back on, so what fails both passes is out of memory.
+        ``later``: see prep_zero_page."""
+        self.check_order(order)
         if self.fail_page_alloc is not None and self.fail_page_alloc.should_fail(order, gfp):
             self.cpu_stat[cpu.id]["prezero_alloc_injected_fail"] += 1
             return None
-        dma = bool(gfp & GFP_DMA)
-        zonelist = self._zonelists.get((cpu.node, dma)) or self.zonelist(cpu.node, dma)
+        zonelist = self.zonelist(cpu.node, bool(gfp & GFP_DMA))
         for low_pass in (True, False):
             for zone in zonelist:
                 mark = zone.pages_low if low_pass else zone.pages_min
                 if zone.free_pages - (1 << order) + 1 <= mark or \
                         (order and not self.zone_watermark_ok(zone, order, mark)):
                     continue
-                got = self.buffered_rmqueue(zone, cpu, order, gfp)
+                got = self.buffered_rmqueue(zone, cpu, order, gfp, later)
                 if got is not None:
-                    self.account_alloc(zone, cpu, order, zonelist[0])
+                    self.account_alloc(zone, cpu, zonelist[0], order)
                     return got
         self.cpu_stat[cpu.id]["prezero_alloc_fail"] += 1
         return None
@@ -215,70 +244,61 @@ class PageAllocator:
                 return False
         return True
 
-    def account_alloc(self, zone: Zone, cpu: CPU, order: int, preferred: Zone) -> None:
-        n = 1 << order
-        self.cpu_stat[cpu.id]["pgalloc"] += n
-        zone.stat["pgalloc"] += n
+    def account_alloc(self, zone: Zone, cpu: CPU, preferred: Zone, order: int, n: int = 1) -> None:
+        """The counters of n allocations of 2^order pages by cpu from zone."""
+        pages = n << order
+        self.cpu_stat[cpu.id]["pgalloc"] += pages
+        zone.stat["pgalloc"] += pages
         nstat = self.nodes[zone.node].stat
         if zone.node == preferred.node:
-            nstat["numa_hit"] += 1
+            nstat["numa_hit"] += n
         else:
-            nstat["numa_miss"] += 1
-            self.nodes[preferred.node].stat["numa_foreign"] += 1
-        if zone.node == cpu.node:
-            nstat["local_node"] += 1
-        else:
-            nstat["other_node"] += 1
+            nstat["numa_miss"] += n
+            self.nodes[preferred.node].stat["numa_foreign"] += n
+        nstat["local_node" if zone.node == cpu.node else "other_node"] += n
 
-    def buffered_rmqueue(self, zone: Zone, cpu: CPU, order: int, gfp: int) -> tuple[int, int] | None:
-        """Take 2^order pages from zone; order 0 through the per-CPU lists.
-        Clears on the CPU when __GFP_ZERO could not be served zeroed."""
-        want_zero = bool(gfp & GFP_ZERO)
-        zero = want_zero and zone.zero_pages >= 1 << order
+    def pcp_list(self, zone: Zone, cpu: CPU, zeroed: bool, cold: bool = False):
+        """The per-CPU list an order-0 allocation takes from: the zeroed
+        list when it is to be served zeroed, else the hot (or cold) list."""
+        lists = zone.pageset.get(cpu.id) or zone.pcp(cpu.id)
+        return lists[PCP_ZEROED if zeroed else PCP_COLD if cold else PCP_HOT]
+
+    def buffered_rmqueue(self, zone: Zone, cpu: CPU, order: int, gfp: int, later=None) -> tuple[int, int] | None:
+        """Take 2^order pages from zone; order 0 through the per-CPU lists
+        (refilled first when at their low mark).  __GFP_ZERO is served
+        zeroed while zero_pages covers the request, else the CPU clears."""
+        zeroed = bool(gfp & GFP_ZERO) and zone.zero_pages >= 1 << order
+        kind = ZEROED if zeroed else NOT_ZEROED
         pfn = None
         if order == 0:
-            which = PCP_ZEROED if zero else (PCP_COLD if gfp & GFP_COLD else PCP_HOT)
-            pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[which]
+            pcp = self.pcp_list(zone, cpu, zeroed, bool(gfp & GFP_COLD))
             cpu.time += self.pcp_op_ns
             cpu.system_ns += self.pcp_op_ns
             if len(pcp.list) <= pcp.low:
-                self.rmqueue_bulk(zone, cpu, pcp, ZEROED if which == PCP_ZEROED else NOT_ZEROED)
+                self.rmqueue_bulk(zone, cpu, pcp, kind)
             if pcp.list:
                 pfn = pcp.list.pop()
-            # a page from the hot or cold list is never treated as zeroed
         if pfn is None:
-            kind = ZEROED if zero else NOT_ZEROED
-            got = rmqueue(zone, order, kind)
-            if got is None:
-                got = rmqueue(zone, order, kind ^ 1)
-                zero = False
-            if got is None:
-                zone.lock.hold(cpu, self.zone_lock_ns)
+            taken, splits, runs = rmqueue(zone, order, kind)
+            if not taken:                     # the other kind: a zeroed block is then only a bonus
+                zeroed = False
+                taken, splits, runs = rmqueue(zone, order, kind ^ 1)
+            zone.lock.hold(cpu, self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns)
+            if not taken:
                 return None
-            pfn, splits = got
-            zone.lock.hold(cpu, self.zone_lock_ns + self.rmqueue_block_ns + splits * self.coalesce_step_ns)
+            pfn = runs[0][0]
         self.set_allocated(zone, pfn, order)
-        if not want_zero:
+        if not gfp & GFP_ZERO:
             return pfn, ALLOC_PLAIN
-        stat = self.cpu_stat[cpu.id]
-        how = ALLOC_ZEROED
-        if zero:
-            stat["prezero_alloc_zeroed"] += 1
-            zone.stat["prezero_alloc_zeroed"] += 1
-        else:
-            self.clear_on_cpu(cpu, zone, pfn, 1 << order)
-            stat["prezero_alloc_cleared"] += 1
-            zone.stat["prezero_alloc_cleared"] += 1
-            how = ALLOC_CLEARED
-        self.verify_zero(cpu, zone, pfn, order)
-        return pfn, how
+        self.prep_zero_page(cpu, zone, [(pfn, 1 << order)], zeroed, later, order=order)
+        return pfn, ALLOC_ZEROED if zeroed else ALLOC_CLEARED
 
     def rmqueue_bulk(self, zone: Zone, cpu: CPU, pcp, kind: int) -> int:
         """Refill a per-CPU list with up to ``batch`` order-0 pages of its own
-        kind (take_bulk), under the zone lock.  Returns the pages taken."""
-        taken, splits, blocks = self.take_bulk(zone, kind, pcp.batch)
+        kind, under the zone lock.  Returns the pages taken."""
+        taken, splits, runs = rmqueue(zone, 0, kind, pcp.batch)
         pages, state, start = pcp.list, zone.page_state, zone.zone_start_pfn
-        for pfn, n in blocks:
+        for pfn, n in runs:
             pages.extendleft(range(pfn, pfn + n))     # list_add_tail, page by page
             state[pfn - start: pfn - start + n] = marks(PS_PCP, n)
         zone.lock.hold(cpu, self.bulk_hold_ns(taken, splits))
@@ -288,56 +308,6 @@ class PageAllocator:
         """The zone lock's hold for a refill of ``taken`` pages with ``splits`` splits."""
         return self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns
 
-    def take_bulk(self, zone: Zone, kind: int, need: int) -> tuple[int, int, list[tuple[int, int]]]:
-        """rmqueue(zone, 0, kind) up to ``need`` times, the buddy lists' side of
-        rmqueue_bulk: (pages taken, splits, the pages as (first pfn, count)
-        runs in the order taken, each ascending).  The caller puts them on
-        its list and marks them.
-
-        rmqueue takes the head block of the smallest order that has one and
-        splits it down (expand): its halves become the only blocks below its
-        order, so the next pages are that block's, in ascending order, before
-        any other block is touched; the i-th page of a block (i > 0) pops the
-        half of order ctz(i).  So this takes whole blocks at a time, and a
-        block taken in part leaves the rest on the lists as the aligned
-        pieces expand would have left: same pages, same order, same lists,
-        same splits."""
-        areas = zone.free_area[kind]
-        blocks = []
-        taken = splits = 0
-        top = -1                              # the highest order whose list changed
-        lowest = 0                            # no block below this order (none were, none added)
-        while need:
-            for order in range(lowest, len(areas)):
-                area = areas[order]
-                if area.free_list:
-                    break
-            else:
-                break
-            lowest = order
-            pfn = area.free_list.popitem()[0]     # the head block of the smallest order
-            if order > top:
-                top = order
-            size = 1 << order
-            take = min(need, size)
-            blocks.append((pfn, take))
-            # expand() splits `order` times for the first page, ctz(i) for the
-            # i-th: sum(ctz(i) for i in 1..n) == n - popcount(n)
-            splits += order + (take - 1) - (take - 1).bit_count()
-            pos = take
-            while pos < size:                 # the untaken rest, in aligned pieces (below order)
-                low = pos & -pos
-                areas[low.bit_length() - 1].free_list[pfn + pos] = None
-                pos += low
-            taken += take
-            need -= take
-        for area in areas[:top + 1]:
-            area.nr_free = len(area.free_list)
-        zone.free_pages -= taken
-        if kind == ZEROED:
-            zone.zero_pages -= taken
-        return taken, splits, blocks
-
     def set_allocated(self, zone: Zone, pfn: int, order: int) -> None:
         idx = pfn - zone.zone_start_pfn
         state = zone.page_state
@@ -345,42 +315,69 @@ class PageAllocator:
         if order:
             state[idx + 1: idx + (1 << order)] = tail_run(order)
 
-    def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:
-        """prep_zero_page: the CPU clears the block, one memset, over the node's bus."""
-        self.memory.clear(pfn, npages)
-        nbytes = self.clear_time(cpu, zone, npages)
-        stat = self.cpu_stat[cpu.id]
-        stat["prezero_clear_pages"] += npages
-        stat["prezero_clear_bytes"] += nbytes
-        zone.stat["prezero_clear_pages"] += npages
+    def prep_zero_page(self, cpu: CPU, zone: Zone, runs: list[tuple[int, int]], zeroed: bool,
+                       later=None, times: tuple[int, int] | None = None, order: int = 0) -> None:
+        """__GFP_ZERO's promise for cpu's allocations of 2^order pages from
+        zone, whose pages are ``runs`` ((first pfn, pages) each): each reads
+        as zero.  Unless ``zeroed`` the CPU clears them: the clear's time on
+        the node's bus is booked at cpu.time and charged to cpu, or, for a
+        fault series, ``times`` = (first, step): the i-th page's clear starts
+        at first + i * step, alone on the bus, and the caller charges the
+        CPU.  Counted; the real bytes are cleared and checked now, or by
+        ``later`` (vmemu.mm.deferred: host-side, with the same effect)."""
+        pages = sum(n for _, n in runs)
+        allocs = pages >> order
+        stat, zstat = self.cpu_stat[cpu.id], zone.stat
+        if zeroed:
+            stat["prezero_alloc_zeroed"] += allocs
+            zstat["prezero_alloc_zeroed"] += allocs
+        else:
+            if times is None:
+                self.clear_time(cpu, zone, pages)
+            else:
+                self.buses[zone.node].transfer_series(times[0], times[1], pages, self.page_size,
+                                                      self.clear_rate(cpu, zone))
+            stat["prezero_alloc_cleared"] += allocs
+            zstat["prezero_alloc_cleared"] += allocs
+            stat["prezero_clear_pages"] += pages
+            stat["prezero_clear_bytes"] += pages * self.page_size
+            zstat["prezero_clear_pages"] += pages
+        if later is not None:
+            later.clear_and_check(cpu, zone, runs, not zeroed)
+            return
+        for first, n in runs:
+            if not zeroed:
+                self.memory.clear(first, n)
+            for pfn in range(first, first + n, 1 << order):
+                self.verify_zero(cpu, zone, pfn, 1 << order)
 
-    def clear_time(self, cpu: CPU, zone: Zone, npages: int) -> int:
-        """The CPU's time clearing npages: the bytes over the node's bus.  Returns the bytes."""
-        nbytes = npages * self.page_size
-        rate = self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
-        end = self.buses[zone.node].transfer(cpu.time, nbytes, rate)
+    def clear_rate(self, cpu: CPU, zone: Zone) -> float:
+        """A CPU's clearing rate on this zone's memory: local or across the interconnect."""
+        return self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
+
+    def clear_time(self, cpu: CPU, zone: Zone, npages: int) -> None:
+        """The CPU's time clearing npages of zone: the bytes over the node's bus."""
+        end = self.buses[zone.node].transfer(cpu.time, npages * self.page_size, self.clear_rate(cpu, zone))
         cpu.system_ns += end - cpu.time
         cpu.time = end
-        return nbytes
 
-    def verify_zero(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
-        """Every page handed out for __GFP_ZERO must be zero in real memory.
-        A violation is counted and logged loudly, and the page is cleared so
-        that the caller still never sees dirty memory."""
-        if self.memory.is_zero(pfn, 1 << order):
+    def verify_zero(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:
+        """One allocation of npages handed out for __GFP_ZERO must be zero in
+        real memory.  A violation is counted and logged loudly, and the
+        pages are cleared so that the caller still never sees dirty memory."""
+        if self.memory.is_zero(pfn, npages):
             return
         self.cpu_stat[cpu.id]["prezero_verify_fail"] += 1
         zone.stat["prezero_verify_fail"] += 1
-        log.error("ZERO GUARANTEE VIOLATED: pfn %d order %d in node %d zone %s was handed out "
-                  "for __GFP_ZERO but is not all zero", pfn, order, zone.node, zone.name)
-        self.memory.clear(pfn, 1 << order)
+        log.error("ZERO GUARANTEE VIOLATED: pfn %d (%d pages) in node %d zone %s was handed out "
+                  "for __GFP_ZERO but is not all zero", pfn, npages, zone.node, zone.name)
+        self.memory.clear(pfn, npages)
 
     # -- freeing -------------------------------------------------------------
 
     def check_free(self, pfn: int, order: int) -> Zone:
         """Validate a free before touching anything; returns the page's zone."""
-        if order.__class__ is not int or not 0 <= order < self.max_order:
-            self.check_order(order)
+        self.check_order(order)
         if pfn.__class__ is not int:
             raise PageAllocError(f"invalid pfn {pfn!r}")
         zone = self.page_zone(pfn)
@@ -403,94 +400,112 @@ class PageAllocator:
     def free_pages(self, cpu: CPU, pfn: int, order: int) -> None:
         """__free_pages: order 0 to the per-CPU hot list, larger blocks to the
         buddy lists as NOT_ZEROED.  Freed pages are poisoned."""
-        if order == 0 and pfn.__class__ is int:
-            # the common case, checked without check_free's calls: an allocated
-            # order-0 page (state byte 1) of the zone last looked at
-            zone = self._last_zone
-            idx = pfn - zone.zone_start_pfn
-            if 0 <= idx < zone.spanned_pages and zone.page_state[idx] == 1:
-                self.memory.poison(pfn, 1)
-                self.cpu_stat[cpu.id]["pgfree"] += 1
-                zone.stat["pgfree"] += 1
-                self.free_hot_cold_page(zone, cpu, pfn, cold=False)
-                return
         zone = self.check_free(pfn, order)
+        if order == 0:
+            self.free_order0_run(cpu, [pfn], lambda z: 0)
+            return
         n = 1 << order
         self.memory.poison(pfn, n)
-        idx = pfn - zone.zone_start_pfn
         self.cpu_stat[cpu.id]["pgfree"] += n
         zone.stat["pgfree"] += n
-        if order == 0:
-            self.free_hot_cold_page(zone, cpu, pfn, cold=False)
-            return
+        idx = pfn - zone.zone_start_pfn
         zone.page_state[idx: idx + n] = free_run(order)
         final, merges = free_one_page(zone, pfn, order, NOT_ZEROED)
         zone.lock.hold(cpu, self.zone_lock_ns + self.free_block_ns + merges * self.coalesce_step_ns)
         self.coalesced(zone, final, NOT_ZEROED, cpu)
 
-    def free_hot_cold_page(self, zone: Zone, cpu: CPU, pfn: int, cold: bool) -> None:
-        pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_COLD if cold else PCP_HOT]
-        cpu.time += self.pcp_op_ns
-        cpu.system_ns += self.pcp_op_ns
-        if len(pcp.list) >= pcp.high:
+    def order0_allocated(self, pfns) -> int:
+        """How many of pfns, from the first, free_pages(cpu, pfn, 0) would take
+        one after another: each an allocated order-0 page, none twice."""
+        seen = set()
+        for i, pfn in enumerate(pfns):
+            if pfn.__class__ is not int or pfn in seen:
+                return i
+            try:
+                zone = self.page_zone(pfn)
+            except PageAllocError:
+                return i
+            if zone.page_state[pfn - zone.zone_start_pfn] != 1:
+                return i
+            seen.add(pfn)
+        return len(pfns)
+
+    def free_order0_run(self, cpu: CPU, pfns, extra_ns) -> None:
+        """free_pages(cpu, pfn, 0) for each of pfns in order, all checked
+        already (order0_allocated), each free after ``extra_ns(zone)`` ns of
+        the caller's work on that page (exit_mmap's zap).  Poisoning and the
+        state bytes come first, a sorted run at a time: nothing reads these
+        pages before they reach the buddy lists."""
+        for zone, first, n in self.zone_runs(sorted(pfns)):
+            zone.page_state[first - zone.zone_start_pfn: first - zone.zone_start_pfn + n] = marks(PS_PCP, n)
+            self.memory.poison(first, n)
+        self.cpu_stat[cpu.id]["pgfree"] += len(pfns)
+        i, n = 0, len(pfns)
+        while i < n:                          # consecutive pages of one zone, freed as a run
+            zone = self.page_zone(pfns[i])
+            j = i + 1
+            while j < n and zone.contains(pfns[j]):
+                j += 1
+            zone.stat["pgfree"] += j - i
+            self.free_hot_cold_pages(zone, cpu, pfns[i:j], extra_ns(zone))
+            i = j
+
+    def zone_runs(self, order: list[int]):
+        """Ascending pfns as (zone, first pfn, count) runs of consecutive pfns."""
+        out = []
+        i, n = 0, len(order)
+        while i < n:
+            zone = self.page_zone(order[i])
+            j = i + 1
+            while j < n and order[j] == order[j - 1] + 1 and zone.contains(order[j]):
+                j += 1
+            out.append((zone, order[i], j - i))
+            i = j
+        return out
+
+    def free_hot_cold_pages(self, zone: Zone, cpu: CPU, pfns, extra_ns: int = 0) -> None:
+        """free_hot_cold_page for each of pfns (order-0 pages of zone, marked
+        PS_PCP already), one after another, each after ``extra_ns`` of the
+        caller's work: a list op, and when the hot list is full a batch goes
+        back to the buddy lists first (free_pages_bulk) at the time that
+        free would run.  The frees between two full lists are charged at once."""
+        pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
+        hot = pcp.list
+        step = extra_ns + self.pcp_op_ns
+        done, n = 0, len(pfns)
+        while True:
+            room = max(pcp.high - len(hot), 0)
+            if done + room >= n:
+                break
+            full = done + room                # the free that finds the list full
+            hot.extend(pfns[done:full])
+            cpu.sys((full + 1 - done) * step)
             self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
-        pcp.list.append(pfn)                      # list_add: the head, hottest
-        zone.page_state[pfn - zone.zone_start_pfn] = PS_PCP
+            hot.append(pfns[full])
+            done = full + 1
+        hot.extend(pfns[done:])
+        cpu.sys((n - done) * step)
 
     def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
-        """Give ``count`` pages from the tail (coldest end) of a per-CPU list back
-        to the buddy lists, always as NOT_ZEROED."""
+        """Give ``count`` pages from the tail (coldest end) of a per-CPU list
+        back to the buddy lists, always as NOT_ZEROED, under the zone lock.
+        Pages that follow one another in a whole aligned block are freed as
+        that block (free_blocks): inside it each page merges only with
+        buddies inside it, so the block ends whole after 2^order - 1 merges,
+        and the lists' other entries keep their order."""
         popleft = pcp.list.popleft
         pages = [popleft() for _ in range(min(count, len(pcp.list)))]
-        self.free_listed_pages(zone, cpu, pages)
-        return len(pages)
-
-    def free_listed_pages(self, zone: Zone, cpu: CPU, pages: list[int]) -> None:
-        """free_pages_bulk's work once the pages are off the per-CPU list:
-        free_one_page(zone, pfn, 0, NOT_ZEROED) for each page in order,
-        under the zone lock, written out on the free lists' dicts (nr_free
-        is set from their sizes at the end).
-
-        Pages that follow one another in a whole aligned block (free_blocks)
-        are freed as that block: inside it, each page merges only with
-        buddies inside it, so the block's 2^order pages end as the block,
-        after 2^order - 1 merges, and every entry they put on a list along
-        the way was taken off again (a dict keeps the order of the other
-        entries across an insert and delete); the block then merges on as
-        its last page would.  Same lists, same order, same merges."""
-        start = zone.zone_start_pfn
-        top = zone.max_order - 1
-        areas = zone.free_area[NOT_ZEROED]
-        state = zone.page_state
-        highest = -1
-        merges = 0
-        # A buddy block that would run past the zone's end is never on a free
-        # list (every listed block lies inside the zone), so the membership
-        # test alone decides, as __free_one_page's two tests do together.
-        for idx, order in free_blocks(pages, start, top):
-            size = 1 << order
-            state[idx: idx + size] = free_run(order)
-            merges += size - 1 - order
-            while order < top:                # coalesce with free NOT_ZEROED buddies
-                bit = 1 << order
-                blocks = areas[order].free_list
-                buddy = start + (idx ^ bit)
-                if buddy not in blocks:
-                    break
-                del blocks[buddy]
-                idx &= ~bit
-                order += 1
-            areas[order].free_list[start + idx] = None
-            merges += order
-            if order > highest:
-                highest = order
-        for area in areas[:highest + 1]:      # no list above the highest final order changed
-            area.nr_free = len(area.free_list)
-        freed = len(pages)
-        zone.free_pages += freed
-        zone.lock.hold(cpu, self.zone_lock_ns + freed * self.free_block_ns + merges * self.coalesce_step_ns)
+        start, state = zone.zone_start_pfn, zone.page_state
+        highest, merges = -1, 0
+        for idx, order in free_blocks(pages, start, zone.max_order - 1):
+            state[idx: idx + (1 << order)] = free_run(order)
+            final, m = free_one_page(zone, start + idx, order, NOT_ZEROED)
+            merges += (1 << order) - 1 + m
+            highest = max(highest, final)
+        zone.lock.hold(cpu, self.zone_lock_ns + len(pages) * self.free_block_ns + merges * self.coalesce_step_ns)
         if highest >= 0:
             self.coalesced(zone, highest, NOT_ZEROED, cpu)
+        return len(pages)
 
     def drain_pages(self, cpu: CPU) -> int:
         """drain_local_pages: empty this CPU's lists in every zone (the zeroed
@@ -532,21 +547,14 @@ def _run_blocks(frm: int, to: int, top: int, down: bool) -> list[tuple[int, int]
     if down:
         end, low = frm, to
         while end > low:
-            order = (end & -end).bit_length() - 1
-            if end - low < 1 << order:
-                order = (end - low).bit_length() - 1
-            if order > top:
-                order = top
+            order = min((end & -end).bit_length() - 1, (end - low).bit_length() - 1, top)
             end -= 1 << order
             blocks.append((end, order))
     else:
         low, end = frm, to
         while low < end:
             order = (low & -low).bit_length() - 1 if low else top
-            if end - low < 1 << order:
-                order = (end - low).bit_length() - 1
-            if order > top:
-                order = top
+            order = min(order, (end - low).bit_length() - 1, top)
             blocks.append((low, order))
             low += 1 << order
     return blocks

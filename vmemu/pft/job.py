@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 
 from ..kernel import sched
 from ..kernel.sched import NSEC_PER_SEC
+from .. import shortcuts
 from ..mm.fault import FaultPath, MMStruct
+from ..mm.fault_batch import FaultBatch
 
 
 class JobError(OSError):
@@ -82,33 +84,32 @@ def check_job(profile, nbytes: int, threads: int, rep: int, cachelines: int) -> 
         raise JobError(errno.ENOMEM, f"{pages} pages per repetition, but {profile.name} has {profile.total_pages}")
 
 
-def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, failed: list,
-            bzero: bool = False, progress=None):
-    """One pft thread: every fault is a scheduler step.  While this thread
-    is the one the scheduler would resume next anyway (Timeline.solo_bound),
-    it goes on without the round-trip: fault_run batches the faults that
-    take the fast path, and the next step's fault follows directly, with
-    the horizon the scheduler would have set."""
-    do_fault, fault_run = fault.do_anonymous_page, fault.fault_run
+def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzero: bool = False,
+            progress=None):
+    """One pft thread: every fault is a scheduler step.  With the host
+    shortcuts on (vmemu.shortcuts), while this thread is the one the
+    scheduler would resume next anyway (Timeline.solo_bound) it goes on
+    without the round-trip: FaultBatch runs the faults a series applies
+    to, and the next step's fault follows directly, with the horizon the
+    scheduler would have set."""
     timeline = mm.page_table_lock.timeline
-    solo_bound = timeline.solo_bound
     # -z: the thread bzero()s the page it just faulted, in user space
     bzero_ns = int(fault.alloc.page_size / fault.alloc.clear_bytes_per_ns) if bzero else 0
+    batch = FaultBatch(fault, bzero_ns) if shortcuts.enabled() else None
     i = 0
     while i < npages:
-        if do_fault(cpu, mm, cachelines) is None:
+        if fault.do_anonymous_page(cpu, mm) is None:
             failed.append(cpu.id)
             break
-        if bzero:
-            cpu.user(bzero_ns)
+        cpu.user(bzero_ns)
         begun = i
         i += 1
-        bound = solo_bound()
-        # fault_run does nothing once this CPU is at the bound: threads
-        # that interleave at every fault skip the call
+        bound = timeline.solo_bound() if batch is not None else 0
+        # the batch does nothing once this CPU is at the bound: threads that
+        # interleave at every fault skip the call
         if i < npages and cpu.time < bound:
-            i += fault_run(cpu, mm, cachelines, npages - i, bzero_ns)
-            bound = solo_bound()
+            i += batch.run(cpu, mm, npages - i)
+            bound = timeline.solo_bound()
         if progress is not None:
             # one tick of 0x1000 per fault index that is a multiple of 0x1000
             for _ in range(((i - 1) >> 12) - ((begun - 1) >> 12)):
@@ -117,7 +118,7 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, cachelines: int, f
             timeline.horizon = cpu.time       # the next step starts now, as run() would start it
         else:
             yield
-    fault.finish_deferred(mm)                 # the real memory of the faults, in order before the thread ends
+    fault.settle()                            # the real memory of the faults, before the thread ends
 
 
 def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
@@ -132,7 +133,7 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
             bzero: bool = False, progress=None) -> JobResult:
     """Run a pft job on ``machine`` in virtual time and return its row."""
     check_job(machine.profile, nbytes, threads, rep, cachelines)
-    fault = FaultPath(machine.alloc, machine.cost, machine.cache_line)
+    fault = FaultPath(machine.alloc, machine.cost, machine.cache_line, cachelines)
     pages_per_rep = nbytes // machine.page_size
     per_thread = [pages_per_rep // threads + (1 if t < pages_per_rep % threads else 0)
                   for t in range(threads)]
@@ -145,7 +146,7 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     scrubbed = machine.scrub.pages_zeroed()
     start = machine.now
     for _ in range(rep):
-        _repetition(machine, fault, cpus, per_thread, cachelines, bzero, progress)
+        _repetition(machine, fault, cpus, per_thread, bzero, progress)
     user = sum(c.user_ns - b[0] for c, b in zip(cpus, before))
     system = sum(c.system_ns - c.kthread_ns - b[1] for c, b in zip(cpus, before))
     after = machine.counters()
@@ -156,15 +157,14 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
                      scrubbed_pages=machine.scrub.pages_zeroed() - scrubbed)
 
 
-def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], cachelines: int,
-                bzero: bool, progress) -> None:
+def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> None:
     """One repetition: a fresh task faults its pages from its threads, then
     its leader exits and frees them all."""
     mm = MMStruct("pft", machine.timeline, machine.cost, machine.distance)
     machine.claim_cpus(cpus, mm)
     mm.nodes_run.update(cpu.node for cpu in cpus)
     failed: list[int] = []
-    threads_of_task = [(cpu, _thread(fault, cpu, mm, n, cachelines, failed, bzero, progress))
+    threads_of_task = [(cpu, _thread(fault, cpu, mm, n, failed, bzero, progress))
                        for cpu, n in zip(cpus, per_thread)]
     leader = cpus[0]
     try:

@@ -65,7 +65,6 @@ class BteEngine:
         self.errors = [0] * len(BTE_RESULT_NAMES)
         self.timeouts = 0
         self.retries = 0
-        self.error_handler_runs = 0
 
     @property
     def busy(self) -> bool:
@@ -120,7 +119,6 @@ class BteEngine:
         self.hung = False
         self.timeouts += 1
         self.errors[BTEFAIL_TOUT] += 1
-        self.error_handler_runs += 1
         self.retries += 1
         self.start_transfer(t)
 

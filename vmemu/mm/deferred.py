@@ -1,0 +1,103 @@
+"""The real-memory work of faulted pages, later and in runs (host side only).
+
+A __GFP_ZERO page handed to a faulting task needs real-memory work: clear it
+(unless it came zeroed), check that it reads zero, then the user's stores
+into its first lines.  That work changes no virtual time and no counter
+unless the check fails.  Nothing but the faulting task can read or write an
+allocated page (scrubd and the BTE only take free blocks), and the page is
+freed only by exit_mmap, which settles this work first.  So the allocator
+may hand it here (PageAllocator.prep_zero_page's ``later``), and it is done
+for many pages at once, in sorted contiguous runs, each page still cleared,
+checked, then touched; with a memory thread (vmemu.mm.memory), off the
+model's thread.  A page found dirty is PageAllocator.verify_zero's, charged
+to the CPU that faulted it, as it would have been at the fault: only the
+moment of the log line moves.  vmemu.shortcuts turns it off.
+"""
+
+from __future__ import annotations
+
+from .memory import OFFLOAD_BYTES, OFFLOAD_PIECE, merged
+
+
+class DeferredMemory:
+    """Pages waiting for their clear, check and touch (``lines`` lines of
+    ``line_size`` bytes each, the job's), by zone and by whether to clear."""
+
+    DEFER_MAX = 1024            # pages waiting before the work is done anyway (no memory thread)
+    CLEAR_PIECE = 256 << 10     # bytes of a run cleared and checked at a time (no memory thread)
+
+    def __init__(self, alloc, lines: int, line_size: int):
+        self.alloc = alloc
+        self.memory = alloc.memory
+        self.lines = lines
+        self.line_size = line_size
+        page = alloc.page_size
+        offload = self.memory.offload
+        self.flush_at = OFFLOAD_BYTES // page if offload else self.DEFER_MAX
+        self.piece = max(1, (OFFLOAD_PIECE if offload else self.CLEAR_PIECE) // page)
+        self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
+        self.waiting = 0                          # pages in pending
+        self.unverified: list = []                # pieces the memory thread found dirty
+
+    def clear_and_check(self, cpu, zone, runs: list[tuple[int, int]], clear: bool) -> None:
+        """The allocator's work for these runs (first pfn, pages) of cpu's
+        faults, and the user's touch after it: later."""
+        key = (zone, clear)
+        group = self.pending.get(key)
+        if group is None:
+            group = self.pending[key] = []
+        group.append((cpu, runs))
+        self.waiting += sum(n for _, n in runs)
+        if self.waiting >= self.flush_at:
+            self.flush()
+
+    def flush(self) -> None:
+        """Start the work waiting: now, or on the memory thread."""
+        pending, self.pending, self.waiting = self.pending, {}, 0
+        for (zone, clear), group in pending.items():
+            runs = merged_runs(group)
+            if self.memory.offload:
+                self.memory.populate_ahead(runs)
+                self.memory.later(self._work, zone, runs, clear, group)
+            else:
+                self._verify(zone, self._clear_check_touch(runs, clear), group)
+
+    def _clear_check_touch(self, runs, clear: bool) -> list:
+        return self.memory.clear_check_touch(runs, clear, self.piece, self.lines, self.line_size)
+
+    def _work(self, zone, runs, clear: bool, group) -> None:
+        """On the memory thread: the counters of a dirty page are the model's,
+        so its pieces wait in unverified for settle()."""
+        bad = self._clear_check_touch(runs, clear)
+        if bad:
+            self.unverified.append((zone, bad, group))
+
+    def settle(self) -> None:
+        """All of it done, and every dirty page found counted and cleared."""
+        if self.pending:
+            self.flush()
+        if not self.memory.offload:
+            return
+        self.memory.sync()
+        unverified, self.unverified = self.unverified, []
+        for zone, bad, group in unverified:
+            self._verify(zone, bad, group)
+
+    def _verify(self, zone, bad: list, group) -> None:
+        """Pieces found not all zero: verify_zero finds, counts, logs and
+        clears each dirty page, charged to the CPU that faulted it; then
+        the user's touch, as for the others."""
+        if not bad:
+            return
+        faulted_by = {pfn: cpu for cpu, runs in group for first, n in runs for pfn in range(first, first + n)}
+        for at, k in bad:
+            for pfn in range(at, at + k):
+                self.alloc.verify_zero(faulted_by[pfn], zone, pfn, 1)
+            if self.lines:
+                self.memory.touch_lines(at, k, self.lines, self.line_size, 1)
+
+
+def merged_runs(group) -> list[tuple[int, int]]:
+    """The runs of every (cpu, runs) of group, sorted and joined where they
+    touch (threads of one node take turns at the same blocks)."""
+    return merged(r for _cpu, rs in group for r in rs)
