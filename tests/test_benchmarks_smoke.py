@@ -6,6 +6,7 @@ are for docs/performance.md, from a full run.
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 RUN_ALL = Path(__file__).parent.parent / "benchmarks" / "run_all.py"
 
 
+@pytest.mark.slow
 def test_run_all_smoke_prints_the_table(tmp_path):
     out = tmp_path / "rows.json"
     p = subprocess.run([sys.executable, str(RUN_ALL), "--smoke", "--json", str(out)],

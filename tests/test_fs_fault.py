@@ -104,6 +104,7 @@ def test_more_than_the_machine_has_is_enomem(mounted, words):
     assert (memfree(mounted), pcp_pages(mounted)) == (free, pcp)
 
 
+@pytest.mark.slow
 def test_real_oom_frees_everything(mounted):
     # All of memory: the job runs until the allocator fails at the watermark,
     # then the task exits and every page comes back.

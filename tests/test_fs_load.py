@@ -1,6 +1,7 @@
 """scripts/stress.sh in CI: 16 shell clients for ~10 s, no error, no hang,
 no memory growth of the daemon after a warm-up run."""
 
+import pytest
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ def stress(mp, clients, seconds):
     return {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", p.stdout)}, p.stdout
 
 
+@pytest.mark.slow
 def test_sixteen_clients(capsys):
     with mounting("x86-64", "--backing", "none") as mp:
         stress(mp, 16, 2)                              # warm-up: caches, thread pools, first jobs

@@ -39,6 +39,8 @@ from vmemu.mm.page_alloc import PageAllocError
 from vmemu.mm.scrubd import Kscrubd
 from vmemu.state import StateError, load_state, save_state
 
+pytestmark = pytest.mark.slow      # minutes of emulation: not in the quick loop
+
 SCALE = max(1, int(os.environ.get("VMEMU_STATEFUL_SCALE", "1")))
 STEPS = 100                      # stateful_step_count
 # per class; hypothesis runs ~85 steps per example on average, so 3 x 400 x ~85 > 10^5

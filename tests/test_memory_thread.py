@@ -39,6 +39,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiny", [False, True])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['profile']}-{c['kernel']}-{c['threads']}t")
 def test_memory_thread_changes_nothing(monkeypatch, case, tiny):

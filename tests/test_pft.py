@@ -40,6 +40,7 @@ def test_bad_options_are_usage_errors(args, message):
     assert len(p.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_2004_rows_one_per_thread_count():
     out = run("-b", str(64 << 20), "-r", "2", "-f", "1,2", "--profile", "x86-64", "-t").stdout.splitlines()
     assert out[0] == pft.TITLE_2004
@@ -47,6 +48,7 @@ def test_2004_rows_one_per_thread_count():
     assert [int(line.split()[2]) for line in out[1:]] == [1, 2]
 
 
+@pytest.mark.slow
 def test_csv_and_json_formats():
     csv = run("-b", str(32 << 20), "-f", "1", "-f", "2", "--profile", "x86-64", "--format", "csv").stdout
     lines = csv.splitlines()
@@ -100,6 +102,7 @@ def test_plot_needs_matplotlib_or_writes_png(tmp_path):
         assert p.returncode == 0 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_rows_in_parallel_processes_are_the_rows_run_one_by_one():
     args = ("-b", str(32 << 20), "-r", "2", "-f", "1,2,4,8", "--kernel", "prezero", "--format", "csv")
     one_by_one = run(*args, "-j", "1").stdout

@@ -10,6 +10,8 @@ import pytest
 
 from vmemu import pft
 
+pytestmark = pytest.mark.slow      # minutes of emulation: not in the quick loop
+
 
 @pytest.fixture(scope="module")
 def pairs():

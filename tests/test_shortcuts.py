@@ -52,6 +52,7 @@ def series_case(seed: int) -> dict:
     return case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(16))
 def test_fault_jobs_are_the_same_with_shortcuts_off(seed):
     case = series_case(seed)
@@ -107,6 +108,7 @@ def faulty_case(seed: int) -> dict:
                 dirty=rng.choice([0, 0, 3, 40]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(12))
 def test_fault_injection_and_dirty_pages_are_the_same_with_shortcuts_off(caplog, seed):
     case = faulty_case(seed)
@@ -114,6 +116,7 @@ def test_fault_injection_and_dirty_pages_are_the_same_with_shortcuts_off(caplog,
     assert on == off, case
 
 
+@pytest.mark.slow
 def test_dirty_zeroed_pages_are_caught_either_way(caplog):
     case = dict(profile="altix-8", seed=3, kernel="prezero", backing="real", threads=4, nbytes=256 << 20,
                 cachelines=2, bzero=False, fail=None, dirty=0)

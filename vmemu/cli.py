@@ -79,6 +79,8 @@ def _sysctl_int(text: str) -> int:
     from .fs.sysctl import parse_intvec
     data = text.encode()
     values, used = parse_intvec("value", data, 1)
+    if not values:
+        raise OSError(errno.EINVAL, "no number given")
     if used != len(data):
         raise OSError(errno.EINVAL, "one integer only")
     return values[0]

@@ -54,6 +54,7 @@ class Machine:
         if poison_boot:
             for start, pages in spans:
                 self.memory.poison(start, pages)
+            self.memory.sync()          # booted: the poison is in place before time starts
         self.buses = [MemoryBus(self.cost["mem_bw_bytes_per_ns"], self.timeline) for _ in self.nodes]
         self.distance = node_distances(len(self.nodes), m.get("nodes_per_brick", len(self.nodes)))
         for zone in self.zones:

@@ -132,22 +132,6 @@ class SpinLock:
         self.bounces = 0
         self.distance = distance      # node distances (SLIT): 20 one link away, more across a router
 
-    def _bounce(self, cpu: CPU) -> None:
-        """Fetch the lock's line from the CPU that had it last: a latency the
-        acquirer pays before it can try (it does not lengthen the hold)."""
-        last = self.last_cpu
-        if last is not None:
-            if last.node == cpu.node:
-                bounce = self.bounce_local_ns
-            elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
-                bounce = self.bounce_remote_ns
-            else:
-                bounce = self.bounce_router_ns
-            cpu.time += bounce
-            cpu.system_ns += bounce
-            self.bounces += 1
-        self.last_cpu = cpu
-
     def _prune(self, t: int) -> None:
         k = bisect_right(self._ends, self.timeline.prune_before(t))
         if k:
@@ -156,9 +140,23 @@ class SpinLock:
     def hold(self, cpu: CPU, hold_ns: int) -> None:
         """Acquire, hold for hold_ns, release; all charged to cpu as system
         time.  hold_ns 0 is an atomic on the line (a read-side count): no
-        critical section, only the line's transfer."""
-        if self.last_cpu is not cpu:
-            self._bounce(cpu)
+        critical section, only the line's transfer.
+
+        Fetching the lock's line from the CPU that had it last is a latency
+        the acquirer pays before it can try (it does not lengthen the hold)."""
+        last = self.last_cpu
+        if last is not cpu:
+            if last is not None:
+                if last.node == cpu.node:
+                    bounce = self.bounce_local_ns
+                elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
+                    bounce = self.bounce_remote_ns
+                else:
+                    bounce = self.bounce_router_ns
+                cpu.time += bounce
+                cpu.system_ns += bounce
+                self.bounces += 1
+            self.last_cpu = cpu
         self.acquired += 1
         if hold_ns <= 0:
             return
@@ -265,12 +263,14 @@ class MemoryBus:
         self._book(start, 0, 1, dur, nbytes)
         return start + dur
 
-    def transfer_series(self, first: int, step: int, count: int, nbytes: int, max_rate: float) -> int:
-        """``count`` transfers of nbytes starting at first, first + step, ...,
-        each alone on the bus (the caller checked alone_until) and done
-        before the next starts.  Returns each one's duration."""
+    def transfer_series(self, segments, nbytes: int, max_rate: float) -> int:
+        """Transfers of nbytes each, ``segments`` of them: (first, step,
+        count) starting at first, first + step, ... (a CPU clearing page
+        after page); each alone on the bus (the caller checked alone_until)
+        and done before the next starts.  Returns each one's duration."""
         dur = self.duration(nbytes, max_rate)
-        self._book(first, step, count, dur, nbytes)
+        for first, step, count in segments:
+            self._book(first, step, count, dur, nbytes)
         return dur
 
     def _book(self, first: int, step: int, count: int, dur: int, nbytes: int) -> None:

@@ -72,7 +72,8 @@ class FaultPath:
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct) -> int | None:
         """One fault plus the user's touch of the job's lines.  Returns the
         pfn, or None when the allocation failed (the fault's VM_FAULT_OOM)."""
-        cpu.sys(self.fault_entry_ns)                # the trap
+        cpu.time += self.fault_entry_ns             # the trap
+        cpu.system_ns += self.fault_entry_ns
         mm.mmap_sem.hold(cpu, 0)                    # down_read: an atomic on the count's line
         lock = mm.page_table_lock
         lock.hold(cpu, self.pte_lock_ns)            # handle_pte_fault: the pte is none
@@ -82,9 +83,11 @@ class FaultPath:
         pfn, how = got
         self.alloc.cpu_stat[cpu.id]["pgfault"] += 1
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
-        mm.mmap_sem.hold(cpu, 0)                    # up_read: the line is still ours
+        mm.mmap_sem.acquired += 1                   # up_read: the line is still ours (hold(cpu, 0))
         mm.pages.append(pfn)
-        cpu.user(self.touch_ns(cpu, self.alloc.page_zone(pfn).node, how))
+        touch = self.touch_ns(cpu, self.alloc.page_zone(pfn).node, how)
+        cpu.time += touch
+        cpu.user_ns += touch
         if self.later is None and self.cachelines:
             self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
         return pfn

@@ -96,6 +96,9 @@ class _Series:
         self.user_each = fault.touch_ns(cpu, zone.node, how) + batch.extra_user_ns
         self.step = self.sys_each + self.user_each
         self.done = 0
+        self.popped: list[int] = []           # the pages taken, in order
+        self.runs: list[tuple[int, int]] = []     # the same as (first, count) runs
+        self.clears: list[tuple[int, int, int]] = []     # their clears' starts: (first, step, count)
         self.system_ns = self.user_ns = 0     # charged so far, but for the zone lock's holds
         self.last_start = 0                   # the last fault's start
         self.last_holds: list[int] = []       # and its two page_table_lock holds' starts
@@ -148,23 +151,33 @@ class _Series:
         return True
 
     def _take(self, k: int, times: tuple[int, int]) -> None:
-        """k pops off the per-CPU list, marked allocated, their clears (when
-        not zeroed) booked at ``times`` (first, step), counted."""
+        """k pops off the per-CPU list; the i-th one's clear (when not
+        zeroed) starts at times[0] + i * times[1]."""
         pop = self.pcp.list.pop
-        popped = [pop() for _ in range(k)]
-        zone = self.zone
-        state, start = zone.page_state, zone.zone_start_pfn
-        runs = pfn_runs(popped)
-        for first, n in runs:
-            state[first - start: first - start + n] = marks(1, n)     # set_allocated, order 0
-        self.alloc.prep_zero_page(self.cpu, zone, runs, self.zero, self.fault.later, times)
-        self.mm.pages.extend(popped)
+        taken = [pop() for _ in range(k)]
+        self.popped += taken
+        runs = self.runs
+        for first, n in pfn_runs(taken):      # joined to the last run where they touch
+            if runs and runs[-1][0] + runs[-1][1] == first:
+                runs[-1] = (runs[-1][0], runs[-1][1] + n)
+            else:
+                runs.append((first, n))
+        clears = self.clears
+        if clears and clears[-1][0] + clears[-1][2] * self.step == times[0]:
+            clears[-1] = (clears[-1][0], self.step, clears[-1][2] + k)   # the same series of clears goes on
+        else:
+            clears.append((times[0], times[1], k))
         self.done += k
 
     def commit(self) -> None:
         """What the k faults left for after the loop: the CPU's time, the
         locks' holds, the counters."""
-        cpu, k, mm = self.cpu, self.done, self.mm
+        cpu, k, mm, zone = self.cpu, self.done, self.mm, self.zone
+        state, start = zone.page_state, zone.zone_start_pfn
+        runs = self.runs
+        for first, n in runs:
+            state[first - start: first - start + n] = marks(1, n)     # set_allocated, order 0
+        mm.pages.extend(self.popped)
         mm.page_table_lock.held_uncontended(cpu, 2 * k, self.last_holds, self.pte)
         mm.mmap_sem.held_uncontended(cpu, 2 * k, [], 0)
         mm.page_table_lock.timeline.horizon = self.last_start     # the last fault's step start
@@ -174,15 +187,18 @@ class _Series:
         alloc = self.alloc
         if alloc.fail_page_alloc is not None:
             alloc.fail_page_alloc.cannot_fail_calls(k)
-        alloc.account_alloc(self.zone, cpu, self.preferred, 0, k)
+        alloc.account_alloc(zone, cpu, self.preferred, 0, k)
         alloc.cpu_stat[cpu.id]["pgfault"] += k
+        alloc.prep_zero_page(cpu, zone, runs, self.zero, self.fault.later, self.clears)
 
 
 def pfn_runs(pfns) -> list[tuple[int, int]]:
     """(lowest pfn, count) of each run of consecutive pfns, ascending or
     descending, in the order given."""
-    runs = []
     n = len(pfns)
+    if n > 1 and pfns[-1] - pfns[0] == n - 1 and pfns == list(range(pfns[0], pfns[0] + n)):
+        return [(pfns[0], n)]                 # one ascending run: checked without a Python loop
+    runs = []
     i = 0
     while i < n:
         a = pfns[i]

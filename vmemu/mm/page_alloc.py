@@ -56,30 +56,19 @@ ALLOC_CLEARED = 2      # __GFP_ZERO cleared by this CPU just now: the page is in
 # ---------------------------------------------------------------------------
 # Zone-local buddy operations (called with zone->lock held)
 
-def expand(zone: Zone, kind: int, pfn: int, low: int, high: int, used: int = 1) -> None:
-    """The block of order ``high`` at pfn, whose first ``used`` blocks of
-    order ``low`` are taken, is split: the rest goes back to the ``kind``
-    lists as the aligned pieces that halving it again and again leaves."""
-    areas = zone.free_area[kind]
-    units = 1 << (high - low)
-    pos = used
-    while pos < units:
-        piece = pos & -pos
-        areas[low + piece.bit_length() - 1].free_list[pfn + (pos << low)] = None
-        pos += piece
-
-
 def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int, list[tuple[int, int]]]:
     """__rmqueue ``count`` times: each takes the head block of ``kind`` from
     the smallest order >= ``order`` that has one and splits it down
-    (expand).  Returns (blocks taken, splits, [(first pfn, blocks)]):
-    each run ascending, in the order taken.
+    (expand: the unused halves go back to the same kind's lists).  Returns
+    (blocks taken, splits, [(first pfn, blocks)]): each run ascending, in
+    the order taken.
 
     A block split down leaves its halves as the only blocks below its
     order, so the next takes are that block's, in ascending order, before
     any other block is touched; the i-th (i > 0) of them takes the half of
     order ctz(i).  So whole blocks are taken at a time, and one taken in
-    part leaves the rest as expand would have left it."""
+    part leaves the rest as expand would have left it: the aligned pieces
+    that halving it again and again leaves."""
     areas = zone.free_area[kind]
     runs = []
     taken = splits = 0
@@ -92,12 +81,17 @@ def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int
             break
         lowest = current
         pfn = areas[current].free_list.popitem()[0]     # the head block of the smallest order
-        take = min(count, 1 << (current - order))
+        units = 1 << (current - order)
+        take = count if count < units else units
         runs.append((pfn, take))
         # the first take splits current - order times, the i-th ctz(i):
         # sum(ctz(i) for i in 1..n) == n - popcount(n)
         splits += current - order + (take - 1) - (take - 1).bit_count()
-        expand(zone, kind, pfn, order, current, take)
+        pos = take
+        while pos < units:                    # expand: the rest, in aligned pieces
+            piece = pos & -pos
+            areas[order + piece.bit_length() - 1].free_list[pfn + (pos << order)] = None
+            pos += piece
         taken += take
         count -= take
     zone.free_pages -= taken << order
@@ -112,29 +106,39 @@ def free_one_page(zone: Zone, pfn: int, order: int, kind: int, account: bool = T
 
     ``account=False`` is for a block that stayed counted in free_pages while
     it was off the lists (scrubd's block, prezero_all's)."""
-    if account:
-        zone.free_pages += 1 << order
-    if kind == ZEROED:
-        zone.zero_pages += 1 << order
+    return free_blocks_bulk(zone, [(pfn - zone.zone_start_pfn, order)], kind, account)
+
+
+def free_blocks_bulk(zone: Zone, blocks, kind: int, account: bool = True) -> tuple[int, int]:
+    """__free_one_page for each (index in the zone, order) block, in order.
+    Returns (the highest final order, merges)."""
     areas = zone.free_area[kind]
     start = zone.zone_start_pfn
-    idx = pfn - start
     top = zone.max_order - 1
-    merges = 0
+    highest = -1
+    merges = pages = 0
     # A buddy block past the zone's end is never on a list: the membership
     # test alone decides, as the kernel's two tests do together.
-    while order < top:
-        bit = 1 << order
-        blocks = areas[order].free_list
-        buddy = start + (idx ^ bit)
-        if buddy not in blocks:
-            break
-        del blocks[buddy]
-        idx &= ~bit
-        order += 1
-        merges += 1
-    areas[order].free_list[start + idx] = None
-    return order, merges
+    for idx, order in blocks:
+        pages += 1 << order
+        while order < top:
+            bit = 1 << order
+            listed = areas[order].free_list
+            buddy = start + (idx ^ bit)
+            if buddy not in listed:
+                break
+            del listed[buddy]
+            idx &= ~bit
+            order += 1
+            merges += 1
+        areas[order].free_list[start + idx] = None
+        if order > highest:
+            highest = order
+    if account:
+        zone.free_pages += pages
+    if kind == ZEROED:
+        zone.zero_pages += pages
+    return highest, merges
 
 
 # ---------------------------------------------------------------------------
@@ -213,11 +217,13 @@ class PageAllocator:
         first above each zone's pages_low, then above pages_min.  There is no
         reclaim to fall back on, so what fails both passes is out of memory.
         ``later``: see prep_zero_page."""
-        self.check_order(order)
+        if order.__class__ is not int or not 0 <= order < self.max_order:
+            self.check_order(order)
         if self.fail_page_alloc is not None and self.fail_page_alloc.should_fail(order, gfp):
             self.cpu_stat[cpu.id]["prezero_alloc_injected_fail"] += 1
             return None
-        zonelist = self.zonelist(cpu.node, bool(gfp & GFP_DMA))
+        dma = bool(gfp & GFP_DMA)
+        zonelist = self._zonelists.get((cpu.node, dma)) or self.zonelist(cpu.node, dma)
         for low_pass in (True, False):
             for zone in zonelist:
                 mark = zone.pages_low if low_pass else zone.pages_min
@@ -288,6 +294,7 @@ class PageAllocator:
                 return None
             pfn = runs[0][0]
         self.set_allocated(zone, pfn, order)
+        self._last_zone = zone                # the caller's page_zone(pfn) is next
         if not gfp & GFP_ZERO:
             return pfn, ALLOC_PLAIN
         self.prep_zero_page(cpu, zone, [(pfn, 1 << order)], zeroed, later, order=order)
@@ -316,16 +323,16 @@ class PageAllocator:
             state[idx + 1: idx + (1 << order)] = tail_run(order)
 
     def prep_zero_page(self, cpu: CPU, zone: Zone, runs: list[tuple[int, int]], zeroed: bool,
-                       later=None, times: tuple[int, int] | None = None, order: int = 0) -> None:
+                       later=None, times: list[tuple[int, int, int]] | None = None, order: int = 0) -> None:
         """__GFP_ZERO's promise for cpu's allocations of 2^order pages from
         zone, whose pages are ``runs`` ((first pfn, pages) each): each reads
         as zero.  Unless ``zeroed`` the CPU clears them: the clear's time on
         the node's bus is booked at cpu.time and charged to cpu, or, for a
-        fault series, ``times`` = (first, step): the i-th page's clear starts
-        at first + i * step, alone on the bus, and the caller charges the
-        CPU.  Counted; the real bytes are cleared and checked now, or by
+        fault series, ``times`` gives the clears' starts as (first, step,
+        count) segments, each clear alone on the bus, and the caller charges
+        the CPU.  Counted; the real bytes are cleared and checked now, or by
         ``later`` (vmemu.mm.deferred: host-side, with the same effect)."""
-        pages = sum(n for _, n in runs)
+        pages = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
         allocs = pages >> order
         stat, zstat = self.cpu_stat[cpu.id], zone.stat
         if zeroed:
@@ -335,13 +342,14 @@ class PageAllocator:
             if times is None:
                 self.clear_time(cpu, zone, pages)
             else:
-                self.buses[zone.node].transfer_series(times[0], times[1], pages, self.page_size,
-                                                      self.clear_rate(cpu, zone))
+                self.buses[zone.node].transfer_series(times, self.page_size, self.clear_rate(cpu, zone))
             stat["prezero_alloc_cleared"] += allocs
             zstat["prezero_alloc_cleared"] += allocs
             stat["prezero_clear_pages"] += pages
             stat["prezero_clear_bytes"] += pages * self.page_size
             zstat["prezero_clear_pages"] += pages
+        if not self.memory.real:
+            return
         if later is not None:
             later.clear_and_check(cpu, zone, runs, not zeroed)
             return
@@ -417,7 +425,15 @@ class PageAllocator:
     def order0_allocated(self, pfns) -> int:
         """How many of pfns, from the first, free_pages(cpu, pfn, 0) would take
         one after another: each an allocated order-0 page, none twice."""
-        seen = set()
+        order = sorted(pfns)
+        if len(set(order)) == len(order) and all(p.__class__ is int for p in order[:1]):
+            try:
+                if all(z.page_state[f - z.zone_start_pfn: f - z.zone_start_pfn + n].count(1) == n
+                       for z, f, n in self.zone_runs(order)):
+                    return len(pfns)          # all of them (checked a run at a time)
+            except (PageAllocError, TypeError):
+                pass
+        seen = set()                          # the first page that is not, one at a time
         for i, pfn in enumerate(pfns):
             if pfn.__class__ is not int or pfn in seen:
                 return i
@@ -440,41 +456,79 @@ class PageAllocator:
             zone.page_state[first - zone.zone_start_pfn: first - zone.zone_start_pfn + n] = marks(PS_PCP, n)
             self.memory.poison(first, n)
         self.cpu_stat[cpu.id]["pgfree"] += len(pfns)
-        i, n = 0, len(pfns)
-        while i < n:                          # consecutive pages of one zone, freed as a run
+        self.free_hot_cold_pages(cpu, pfns, extra_ns)
+
+    def zone_spans(self, pfns):
+        """pfns (in their order) as (zone, i, j): pfns[i:j] all of zone."""
+        n = len(pfns)
+        if not n:
+            return []
+        zone = self.page_zone(pfns[0])
+        if zone.contains(min(pfns)) and zone.contains(max(pfns)):
+            return [(zone, 0, n)]             # one zone: no page-by-page walk
+        out, i = [], 0
+        while i < n:
             zone = self.page_zone(pfns[i])
             j = i + 1
             while j < n and zone.contains(pfns[j]):
                 j += 1
-            zone.stat["pgfree"] += j - i
-            self.free_hot_cold_pages(zone, cpu, pfns[i:j], extra_ns(zone))
+            out.append((zone, i, j))
             i = j
+        return out
 
     def zone_runs(self, order: list[int]):
         """Ascending pfns as (zone, first pfn, count) runs of consecutive pfns."""
         out = []
-        i, n = 0, len(order)
-        while i < n:
-            zone = self.page_zone(order[i])
-            j = i + 1
-            while j < n and order[j] == order[j - 1] + 1 and zone.contains(order[j]):
-                j += 1
-            out.append((zone, order[i], j - i))
-            i = j
+        lo, n = 0, len(order)
+        while lo < n:
+            zone = self.page_zone(order[lo])
+            hi = bisect_right(order, zone.zone_start_pfn + zone.spanned_pages - 1, lo)
+            out += [(zone, first, k) for first, k in ascending_runs(order, lo, hi)]
+            lo = hi
         return out
 
-    def free_hot_cold_pages(self, zone: Zone, cpu: CPU, pfns, extra_ns: int = 0) -> None:
-        """free_hot_cold_page for each of pfns (order-0 pages of zone, marked
-        PS_PCP already), one after another, each after ``extra_ns`` of the
-        caller's work: a list op, and when the hot list is full a batch goes
-        back to the buddy lists first (free_pages_bulk) at the time that
-        free would run.  The frees between two full lists are charged at once."""
+    def free_hot_cold_pages(self, cpu: CPU, pfns, extra_ns) -> None:
+        """free_hot_cold_page for each of pfns (order-0 pages, marked PS_PCP
+        already), one after another, each after ``extra_ns(zone)`` of the
+        caller's work: a list op on its zone's hot list, and when that list
+        is full a batch goes back to the buddy lists first (free_pages_bulk)
+        at the time that free would run.  The time of the frees between two
+        full lists is charged at once."""
+        spans = self.zone_spans(pfns)
+        if len(spans) == 1:                   # one zone: the list takes runs of pages at a time
+            zone = spans[0][0]
+            zone.stat["pgfree"] += len(pfns)
+            self._free_hot_run(zone, cpu, pfns, extra_ns(zone) + self.pcp_op_ns)
+            return
+        slots = {}                            # zone -> [step, hot pcp, room left]
+        spent = 0                             # time of the frees since cpu.time was last set
+        for zone, i, j in spans:
+            slot = slots.get(zone)
+            if slot is None:
+                pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
+                slot = slots[zone] = [extra_ns(zone) + self.pcp_op_ns, pcp, pcp.high - len(pcp.list)]
+            zone.stat["pgfree"] += j - i
+            step, pcp = slot[0], slot[1]
+            for pfn in pfns[i:j]:
+                spent += step
+                if slot[2] <= 0:              # the list is full: a batch goes back first
+                    cpu.sys(spent)
+                    spent = 0
+                    self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
+                    slot[2] = pcp.high - len(pcp.list)
+                slot[2] -= 1
+                pcp.list.append(pfn)
+        cpu.sys(spent)
+
+    def _free_hot_run(self, zone: Zone, cpu: CPU, pfns, step: int) -> None:
+        """free_hot_cold_pages when every page is zone's, each free costing step."""
         pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
         hot = pcp.list
-        step = extra_ns + self.pcp_op_ns
         done, n = 0, len(pfns)
         while True:
-            room = max(pcp.high - len(hot), 0)
+            room = pcp.high - len(hot)
+            if room < 0:
+                room = 0
             if done + room >= n:
                 break
             full = done + room                # the free that finds the list full
@@ -495,13 +549,13 @@ class PageAllocator:
         and the lists' other entries keep their order."""
         popleft = pcp.list.popleft
         pages = [popleft() for _ in range(min(count, len(pcp.list)))]
-        start, state = zone.zone_start_pfn, zone.page_state
-        highest, merges = -1, 0
-        for idx, order in free_blocks(pages, start, zone.max_order - 1):
+        state = zone.page_state
+        blocks = free_blocks(pages, zone.zone_start_pfn, zone.max_order - 1)
+        for idx, order in blocks:
             state[idx: idx + (1 << order)] = free_run(order)
-            final, m = free_one_page(zone, start + idx, order, NOT_ZEROED)
-            merges += (1 << order) - 1 + m
-            highest = max(highest, final)
+        highest, merges = free_blocks_bulk(zone, blocks, NOT_ZEROED)
+        # inside a whole block of the run, each page merges with buddies inside it: 2^order - 1 merges
+        merges += sum((1 << order) - 1 for _, order in blocks)
         zone.lock.hold(cpu, self.zone_lock_ns + len(pages) * self.free_block_ns + merges * self.coalesce_step_ns)
         if highest >= 0:
             self.coalesced(zone, highest, NOT_ZEROED, cpu)
@@ -522,6 +576,21 @@ class PageAllocator:
     def coalesced(self, zone: Zone, order: int, kind: int, cpu: CPU) -> None:
         if self.on_coalesce is not None:
             self.on_coalesce(zone, order, kind, cpu.time)
+
+
+def ascending_runs(order: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """order[lo:hi], ascending and distinct, as (first, count) runs of
+    consecutive pfns; a single run is found without a Python loop."""
+    if hi - lo and order[hi - 1] - order[lo] == hi - lo - 1:
+        return [(order[lo], hi - lo)]
+    runs, i = [], lo
+    while i < hi:
+        j = i + 1
+        while j < hi and order[j] == order[j - 1] + 1:
+            j += 1
+        runs.append((order[i], j - i))
+        i = j
+    return runs
 
 
 def free_blocks(pages: list[int], start: int, top: int) -> list[tuple[int, int]]:
@@ -547,14 +616,23 @@ def _run_blocks(frm: int, to: int, top: int, down: bool) -> list[tuple[int, int]
     if down:
         end, low = frm, to
         while end > low:
-            order = min((end & -end).bit_length() - 1, (end - low).bit_length() - 1, top)
+            order = (end & -end).bit_length() - 1
+            left = (end - low).bit_length() - 1
+            if left < order:
+                order = left
+            if order > top:
+                order = top
             end -= 1 << order
             blocks.append((end, order))
     else:
         low, end = frm, to
         while low < end:
             order = (low & -low).bit_length() - 1 if low else top
-            order = min(order, (end - low).bit_length() - 1, top)
+            left = (end - low).bit_length() - 1
+            if left < order:
+                order = left
+            if order > top:
+                order = top
             blocks.append((low, order))
             low += 1 << order
     return blocks

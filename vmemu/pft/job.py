@@ -101,7 +101,8 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzer
         if fault.do_anonymous_page(cpu, mm) is None:
             failed.append(cpu.id)
             break
-        cpu.user(bzero_ns)
+        if bzero_ns:
+            cpu.user(bzero_ns)
         begun = i
         i += 1
         bound = timeline.solo_bound() if batch is not None else 0

@@ -60,7 +60,8 @@ class _SharedTicks:
 def _init_worker(counter, memory_thread: bool) -> None:
     global _shared_faults
     _shared_faults = counter
-    # Ctrl-C reaches the whole process group: the parent stops the workers.
+    # Ctrl-C reaches the whole process group: the parent stops the workers
+    # (they are forked with SIGINT ignored already; this keeps it so).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     memory_thread_policy(memory_thread)
 
@@ -83,9 +84,15 @@ def _run_rows_parallel(specs: list[dict], jobs: int, progress) -> list[JobResult
     ctx = multiprocessing.get_context("fork")     # a CLI process, no threads: fork is safe and quick
     counter = ctx.Value("q", 0)
     spare = len(os.sched_getaffinity(0)) >= 2 * jobs
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(counter, spare))
+    # the workers are forked while Ctrl-C is ignored, so that they inherit
+    # that (a SIGINT amid a fork would hit the child before it is set up)
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(counter, spare))
         futures = [pool.submit(_row_in_worker, spec) for spec in specs]
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    try:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
