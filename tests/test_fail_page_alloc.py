@@ -1,4 +1,4 @@
-"""fail_page_alloc emulation: kernel-interfaces.md §4 and lib/fault-inject.c."""
+"""fail_page_alloc emulation: lib/fault-inject.c and fs/libfs.c simple_attr."""
 
 import errno
 import random

@@ -1,4 +1,4 @@
-"""Every emulated file against the kernel's layout (kernel-interfaces.md §1, §3)."""
+"""Every emulated file against the kernel's layout (docs/interfaces.md)."""
 
 import os
 import re

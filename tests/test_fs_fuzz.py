@@ -64,7 +64,7 @@ def model_write(kernel, f, chunks):
     for data, offset in chunks:
         at = pos if offset is None else offset
         if not data:
-            r = 0                # an empty write() never reaches the daemon (kernel-interfaces.md §1)
+            r = 0                # an empty write() never reaches the daemon (FUSE drops it)
         else:
             try:
                 r = f.write(kernel, Handle(f), data, at)

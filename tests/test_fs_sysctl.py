@@ -1,4 +1,4 @@
-"""The proc_dointvec rules through the mount (kernel-interfaces.md §2)."""
+"""The proc_dointvec rules through the mount (vmemu/fs/sysctl.py)."""
 
 import contextlib
 import errno

@@ -1,4 +1,4 @@
-"""The buddy allocator's rules (reference sections 1 and 2), one test per rule."""
+"""The buddy allocator's rules (vmemu/mm/page_alloc.py), one test per rule."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""scrubd's rules (reference section 3), one test per rule."""
+"""scrubd's rules (vmemu/mm/scrubd.py), one test per rule."""
 
 from helpers import free_blocks, tiny_machine
 from vmemu import pft

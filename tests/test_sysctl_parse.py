@@ -1,4 +1,4 @@
-"""proc_dointvec emulation: the write/read rules of kernel-interfaces.md §2.
+"""proc_dointvec emulation: the write/read rules of vmemu/fs/sysctl.py.
 
 Expected results marked "6.18" were observed on a real kernel by writing to
 net.ipv4.igmp_max_memberships (plain proc_dointvec) and net.ipv4.tcp_rmem

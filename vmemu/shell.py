@@ -2,7 +2,7 @@
 
 procps (free, vmstat, sysctl) hardcodes /proc, so the only way to point it at
 the mount is a private mount namespace with the emulated files bind-mounted
-over their real counterparts (kernel-interfaces.md section 5).  The host's
+over their real counterparts (docs/tools.md).  The host's
 mount table is untouched: the binds live and die with the namespace.
 
 The bind list is read from the mounted tree itself (the running daemon's

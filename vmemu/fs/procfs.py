@@ -190,7 +190,7 @@ def vmstat(m) -> str:
 
 
 def zoneinfo(m) -> str:
-    # Zone head and counters as the modern layout (kernel-interfaces.md section 3).
+    # Zone head and counters as the modern layout (mm/vmstat.c zoneinfo_show).
     # Pagesets as the first /proc/zoneinfo (2.6.13, Nikita Danilov's patch): a CPU
     # whose lists are all empty is skipped, then one "cpu: N pcp: I" block per
     # list (hot, cold, and the patch's zeroed list), with count/high/batch as

@@ -1,4 +1,4 @@
-"""kscrubd: background zeroing of free blocks (reference section 3).
+"""kscrubd: background zeroing of free blocks (the prezeroing series, V2 to V8).
 
 One daemon per node, running in virtual time on an idle CPU of its node.
 It wakes when a free coalesces into a block of order >= ``scrub_start``
