@@ -79,7 +79,7 @@ def _sysctl_int(text: str) -> int:
     from .fs.sysctl import parse_intvec
     data = text.encode()
     values, used = parse_intvec("value", data, 1)
-    if used != len(data):
+    if not values or used != len(data):
         raise OSError(errno.EINVAL, "one integer only")
     return values[0]
 
