@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 
 from ..mm.vmstat import NUMA_EVENTS, VMSTAT_NUMA
-from .base import SYSFS_SIZE, File, Link, SysfsAttr, kb
+from .base import Link, SysfsAttr, kb
 from .prezero import parse_bool
 
 CPU = "sys/devices/system/cpu"
@@ -61,9 +61,11 @@ def cpumap(ids, nbits: int) -> str:
     return ",".join(reversed(groups)) + "\n"
 
 
-def static(text: str) -> File:
-    """A sysfs file whose text never changes (no model lock)."""
-    return File(lambda: text, size=SYSFS_SIZE, model=False)
+def static(text: str) -> SysfsAttr:
+    """A read-only sysfs attribute whose text never changes (no model lock)."""
+    attr = SysfsAttr(lambda: text)
+    attr.model = False
+    return attr
 
 
 # -- cpu/ -----------------------------------------------------------------------------
@@ -144,9 +146,9 @@ def node_files(m) -> dict:
         files[f"{d}/cpumap"] = static(cpumap(node.cpus, len(m.cpus)))
         files[f"{d}/cpulist"] = static(cpulist(node.cpus))
         files[f"{d}/distance"] = static(" ".join(map(str, m.distance[node.id])) + "\n")
-        files[f"{d}/meminfo"] = File(lambda node=node: node_meminfo(m, node), size=SYSFS_SIZE)
-        files[f"{d}/numastat"] = File(lambda node=node: numastat(node), size=SYSFS_SIZE)
-        files[f"{d}/vmstat"] = File(lambda node=node: node_vmstat(node), size=SYSFS_SIZE)
+        files[f"{d}/meminfo"] = SysfsAttr(lambda node=node: node_meminfo(m, node))
+        files[f"{d}/numastat"] = SysfsAttr(lambda node=node: numastat(node))
+        files[f"{d}/vmstat"] = SysfsAttr(lambda node=node: node_vmstat(node))
         files.update({f"{d}/cpu{c}": Link(f"../../cpu/cpu{c}") for c in node.cpus})
     return files
 
