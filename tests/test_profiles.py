@@ -78,44 +78,33 @@ def test_cache_geometry():
 
 CACHE = ('[cache]\nL9 = {{ level = {level}, type = "{type}", size = "{size}", line_size = 64, ways = 4, '
          'shared_cpus = {shared}, write_policy = "WriteBack", source = "test" }}\n')
+LEAF = dict(level=2, type="Unified", size="64K", shared=1)
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(level=4), "level must be 1..3"),
-    (dict(type="Victim"), "type is one of Data, Instruction, Unified"),
-    (dict(size="1000"), "whole number of sets"),
-    (dict(shared=3), "shared_cpus must divide cpus_per_node"),
-])
-def test_bad_cache_is_refused(tmp_path, fields, message):
-    leaf = dict(level=2, type="Unified", size="64K", shared=1) | fields
-    p = tmp_path / "c.toml"
-    p.write_text('inherit = "x86-64"\n' + CACHE.format(**leaf))
+def refused(tmp_path, text: str, message: str) -> None:
+    """A profile inheriting x86-64 with text added is refused with message."""
+    p = tmp_path / "bad.toml"
+    p.write_text('inherit = "x86-64"\n' + text)
     with pytest.raises(ProfileError, match=message):
         load_profile(str(p))
 
 
-def test_cache_entry_needs_every_key_and_a_source(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text('inherit = "x86-64"\n[cache]\nL2 = { level = 2, type = "Unified", size = "1M" }\n')
-    with pytest.raises(ProfileError, match=r"\[cache\] L2.line_size must be int"):
-        load_profile(str(p))
-    p.write_text('inherit = "x86-64"\n' + CACHE.format(level=2, type="Unified", size="64K", shared=1)
-                 .replace('source = "test"', 'source = "test", color = "red"'))
-    with pytest.raises(ProfileError, match="unknown keys color"):
-        load_profile(str(p))
+@pytest.mark.parametrize("text, message", [
+    (CACHE.format(**LEAF | dict(level=4)), "level must be 1..3"),
+    (CACHE.format(**LEAF | dict(type="Victim")), "type is one of Data, Instruction, Unified"),
+    (CACHE.format(**LEAF | dict(size="1000")), "whole number of sets"),
+    (CACHE.format(**LEAF | dict(shared=3)), "shared_cpus must divide cpus_per_node"),
+    ('[cache]\nL2 = { level = 2, type = "Unified", size = "1M" }\n', r"\[cache\] L2.line_size must be int"),
+    (CACHE.format(**LEAF).replace('source = "test"', 'source = "test", color = "red"'), "unknown keys color"),
+    ('[cpu]\narch = { value = "sparc64", source = "test" }\n', "arch must be one of ia64, x86_64"),
+    ('[cpu]\ncores_per_package = { value = 3, source = "test" }\n', "cores_per_package must divide cpus_per_node"),
+    ('[cpu]\nnr_cpus_config = { value = 1, source = "test" }\n', "nr_cpus_config must be in 2..4096"),
+])
+def test_bad_cpu_or_cache_is_refused(tmp_path, text, message):
+    refused(tmp_path, text, message)
 
 
-def test_bad_cpu_section(tmp_path):
+def test_an_inheriting_profile_changes_its_own_cpu_table(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('inherit = "x86-64"\n[cpu]\narch = { value = "sparc64", source = "test" }\n')
-    with pytest.raises(ProfileError, match="arch must be one of ia64, x86_64"):
-        load_profile(str(p))
-    p.write_text('inherit = "x86-64"\n[cpu]\ncores_per_package = { value = 3, source = "test" }\n')
-    with pytest.raises(ProfileError, match="cores_per_package must divide cpus_per_node"):
-        load_profile(str(p))
-    p.write_text('inherit = "x86-64"\n[cpu]\nnr_cpus_config = { value = 1, source = "test" }\n')
-    with pytest.raises(ProfileError, match="nr_cpus_config must be in 2..4096"):
-        load_profile(str(p))
-    # An inheriting profile changes its own copy of the [cpu] table, not the one it inherits.
     p.write_text('inherit = "x86-64"\n[cpu]\nmodel = { value = 5, source = "test" }\n')
     assert load_profile(str(p)).cpu["model"] == 5 and load_profile("x86-64").cpu["model"] == 33
