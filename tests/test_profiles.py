@@ -108,3 +108,13 @@ def test_an_inheriting_profile_changes_its_own_cpu_table(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('inherit = "x86-64"\n[cpu]\nmodel = { value = 5, source = "test" }\n')
     assert load_profile(str(p)).cpu["model"] == 5 and load_profile("x86-64").cpu["model"] == 33
+
+
+def test_a_machine_saved_before_cpu_and_cache_existed_takes_them_from_its_profile():
+    # An older vmemu's --state file holds a machine dict without [cpu] and [cache].
+    from vmemu.profiles import Profile
+    p = load_profile("x86-64")
+    old = {k: v for k, v in p.machine.items() if k not in ("cpu", "cache")}
+    restored = Profile(name="x86-64", description="", machine=old, cost=p.cost, bte=p.bte, path="/gone.toml")
+    assert restored.cpu == p.cpu and restored.caches == p.caches
+    assert restored.sources["cache.L2"] == p.sources["cache.L2"]

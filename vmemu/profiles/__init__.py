@@ -132,12 +132,23 @@ class Profile:
     @property
     def cpu(self) -> dict:
         """The [cpu] table (kept in machine, see the module's doc)."""
-        return self.machine.setdefault("cpu", {})
+        self._describe_cpus()
+        return self.machine["cpu"]
 
     @property
     def cache(self) -> dict:
         """The [cache] table as written: name -> {level, type, size, ...}."""
-        return self.machine.setdefault("cache", {})
+        self._describe_cpus()
+        return self.machine["cache"]
+
+    def _describe_cpus(self) -> None:
+        """A machine saved before [cpu] and [cache] existed (an older
+        vmemu's --state file) takes them from its profile file."""
+        if "cpu" in self.machine:
+            return
+        fresh = load_profile(self.path if self.path and Path(self.path).is_file() else self.name)
+        self.machine["cpu"], self.machine["cache"] = fresh.cpu, fresh.cache
+        self.sources.update({k: v for k, v in fresh.sources.items() if k.startswith(("cpu.", "cache."))})
 
     @property
     def caches(self) -> list[Cache]:
@@ -212,7 +223,8 @@ def _merge(base: Profile | None, raw: dict, path: Path) -> Profile:
         name=raw.get("name", base.name if base else path.stem),
         description=raw.get("description", base.description if base else ""),
         # the nested [cpu] and [cache] tables are copied too: an override changes only this profile
-        machine={k: dict(v) if isinstance(v, dict) else v for k, v in base.machine.items()} if base else {},
+        machine={k: dict(v) if isinstance(v, dict) else v for k, v in base.machine.items()}
+        if base else {"cpu": {}, "cache": {}},
         cost=dict(base.cost) if base else {},
         bte=dict(base.bte) if base else {},
         sources=dict(base.sources) if base else {},
