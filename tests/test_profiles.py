@@ -110,11 +110,18 @@ def test_an_inheriting_profile_changes_its_own_cpu_table(tmp_path):
     assert load_profile(str(p)).cpu["model"] == 5 and load_profile("x86-64").cpu["model"] == 33
 
 
-def test_a_machine_saved_before_cpu_and_cache_existed_takes_them_from_its_profile():
-    # An older vmemu's --state file holds a machine dict without [cpu] and [cache].
-    from vmemu.profiles import Profile
+@pytest.mark.parametrize("saved_path", ["/gone.toml", "older copy"])
+def test_a_machine_saved_before_cpu_and_cache_existed_takes_them_from_its_profile(tmp_path, saved_path):
+    # An older vmemu's --state file holds a machine dict without [cpu] and [cache],
+    # and the path of its profile file: gone, or an older copy without them.
+    from vmemu.profiles import PROFILE_DIR, Profile
+    if saved_path == "older copy":
+        text = (PROFILE_DIR / "x86-64.toml").read_text()
+        older = tmp_path / "x86-64.toml"
+        older.write_text(text[:text.index("[cpu]")] + text[text.index("[cost]"):])
+        saved_path = str(older)
     p = load_profile("x86-64")
     old = {k: v for k, v in p.machine.items() if k not in ("cpu", "cache")}
-    restored = Profile(name="x86-64", description="", machine=old, cost=p.cost, bte=p.bte, path="/gone.toml")
+    restored = Profile(name="x86-64", description="", machine=old, cost=p.cost, bte=p.bte, path=saved_path)
     assert restored.cpu == p.cpu and restored.caches == p.caches
     assert restored.sources["cache.L2"] == p.sources["cache.L2"]

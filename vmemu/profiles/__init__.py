@@ -143,10 +143,12 @@ class Profile:
 
     def _describe_cpus(self) -> None:
         """A machine saved before [cpu] and [cache] existed (an older
-        vmemu's --state file) takes them from its profile file."""
+        vmemu's --state file) takes them from the shipped profile of its
+        name, or else from its profile file (the saved path may well be an
+        older copy of the file, without them)."""
         if "cpu" in self.machine:
             return
-        fresh = load_profile(self.path if self.path and Path(self.path).is_file() else self.name)
+        fresh = load_profile(self.name if self.name in shipped_profiles() else self.path)
         self.machine["cpu"], self.machine["cache"] = fresh.cpu, fresh.cache
         self.sources.update({k: v for k, v in fresh.sources.items() if k.startswith(("cpu.", "cache."))})
 
