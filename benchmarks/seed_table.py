@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vmemu import pft  # noqa: E402
-from vmemu.profiles import load_profile  # noqa: E402
+from vmemu.profiles import SECTIONS, load_profile  # noqa: E402
 
 
 def markdown(pairs) -> str:
@@ -31,9 +31,13 @@ def markdown(pairs) -> str:
 
 def params(profile) -> str:
     out = ["| parameter | value | source |", "|---|---|---|"]
-    for section in ("machine", "cost", "bte"):
+    for section in SECTIONS:
         for key, value in profile.section(section).items():
-            out.append(f"| {section}.{key} | {value} | {profile.sources.get(f'{section}.{key}', '')} |")
+            if not isinstance(value, dict):       # machine's [cpu] and [cache] tables have rows of their own
+                out.append(f"| {section}.{key} | {value} | {profile.sources.get(f'{section}.{key}', '')} |")
+    for name, leaf in profile.cache.items():
+        value = ", ".join(f"{k} {v}" for k, v in leaf.items())
+        out.append(f"| cache.{name} | {value} | {profile.sources.get(f'cache.{name}', '')} |")
     return "\n".join(out)
 
 

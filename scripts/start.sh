@@ -12,7 +12,7 @@ need_packages start.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "py:venv py
 [ -e /dev/fuse ] || { echo "start.sh: /dev/fuse is missing (container? run with --device /dev/fuse)" >&2; exit 1; }
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q -e . >/dev/null
+"$VENV/bin/pip" install -q -e '.[top]' >/dev/null      # top: rich, for vmemu top
 
 M=./mountpoint
 if "$VENV/bin/vmemu" status "$M" >/dev/null 2>&1; then
@@ -29,6 +29,7 @@ Try:
   echo 'bytes=1G threads=2' > $M/proc/vmemu/fault && cat $M/proc/vmemu/fault
   echo 6 > $M/proc/sys/vm/scrub_start          # scrubd on (order 6 wakes it)
   cat $M/proc/vmstat $M/proc/loadavg $M/proc/uptime
+  $VENV/bin/vmemu top $M                       # live: zeroed memory, kscrubd, CPUs (Ctrl-C leaves)
   $VENV/bin/vmemu status $M
   $VENV/bin/vmemu umount $M
 TRY

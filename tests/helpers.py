@@ -19,6 +19,7 @@ def tiny_machine(page_size: int = 4096, pages: int = 64, max_order: int = 4, nod
         "machine.max_order": max_order,
         "machine.nodes": nodes,
         "machine.cpus_per_node": cpus_per_node,
+        "cpu.cores_per_package": 1,         # single-core packages fit any number of CPUs per node
         "machine.backing": backing,
     })
     m = Machine(prof, seed=seed, poison_boot=poison_boot)

@@ -3,7 +3,7 @@
 import pytest
 
 from vmemu.machine import Machine
-from vmemu.profiles import REQUIRED, ProfileError, load_profile, shipped_profiles
+from vmemu.profiles import ARCH_REQUIRED, REQUIRED, ProfileError, load_profile, shipped_profiles
 
 
 def test_shipped_profiles():
@@ -16,6 +16,10 @@ def test_every_parameter_has_a_source(name):
     for section, keys in REQUIRED.items():
         for key in keys:
             assert prof.sources.get(f"{section}.{key}"), f"{name}: {section}.{key} has no source"
+    for key in ARCH_REQUIRED[prof.cpu["arch"]]:
+        assert prof.sources.get(f"cpu.{key}"), f"{name}: cpu.{key} has no source"
+    for cache in prof.caches:
+        assert prof.sources.get(f"cache.{cache.name}"), f"{name}: cache.{cache.name} has no source"
 
 
 def test_altix_8_is_the_seed_machine():
@@ -60,3 +64,64 @@ def test_user_profile_inherits(tmp_path):
     p.write_text('name = "mine"\ninherit = "x86-64"\n[machine]\nnode_memory = { value = "512M", source = "test" }\n')
     m = Machine(load_profile(str(p)), backing="none")
     assert m.total_pages == (512 << 20) // 4096
+
+
+def test_cache_geometry():
+    # One schema for every profile: sizes in bytes, sets derived, sharing by consecutive CPU ids.
+    l1d, l1i, l2, l3 = load_profile("altix-8").caches
+    assert (l1d.name, l1d.type, l1d.size, l1d.ways, l1d.line_size, l1d.sets) == ("L1d", "Data", 16384, 4, 64, 64)
+    assert l1i.type == "Instruction" and l2.level == 2 and l2.line_size == 128
+    assert (l3.size, l3.sets, list(l3.sharing(5))) == (6 << 20, 2048, [5])
+    assert [c.name for c in load_profile("x86-64").caches] == ["L1d", "L1i", "L2"]
+    assert load_profile("altix-512").caches == load_profile("altix-8").caches      # inherited
+
+
+CACHE = ('[cache]\nL9 = {{ level = {level}, type = "{type}", size = "{size}", line_size = 64, ways = 4, '
+         'shared_cpus = {shared}, write_policy = "WriteBack", source = "test" }}\n')
+LEAF = dict(level=2, type="Unified", size="64K", shared=1)
+
+
+def refused(tmp_path, text: str, message: str) -> None:
+    """A profile inheriting x86-64 with text added is refused with message."""
+    p = tmp_path / "bad.toml"
+    p.write_text('inherit = "x86-64"\n' + text)
+    with pytest.raises(ProfileError, match=message):
+        load_profile(str(p))
+
+
+@pytest.mark.parametrize("text, message", [
+    (CACHE.format(**LEAF | dict(level=4)), "level must be 1..3"),
+    (CACHE.format(**LEAF | dict(type="Victim")), "type is one of Data, Instruction, Unified"),
+    (CACHE.format(**LEAF | dict(size="1000")), "whole number of sets"),
+    (CACHE.format(**LEAF | dict(shared=3)), "shared_cpus must divide cpus_per_node"),
+    ('[cache]\nL2 = { level = 2, type = "Unified", size = "1M" }\n', r"\[cache\] L2.line_size must be int"),
+    (CACHE.format(**LEAF).replace('source = "test"', 'source = "test", color = "red"'), "unknown keys color"),
+    ('[cpu]\narch = { value = "sparc64", source = "test" }\n', "arch must be one of ia64, x86_64"),
+    ('[cpu]\ncores_per_package = { value = 3, source = "test" }\n', "cores_per_package must divide cpus_per_node"),
+    ('[cpu]\nnr_cpus_config = { value = 1, source = "test" }\n', "nr_cpus_config must be in 2..4096"),
+])
+def test_bad_cpu_or_cache_is_refused(tmp_path, text, message):
+    refused(tmp_path, text, message)
+
+
+def test_an_inheriting_profile_changes_its_own_cpu_table(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('inherit = "x86-64"\n[cpu]\nmodel = { value = 5, source = "test" }\n')
+    assert load_profile(str(p)).cpu["model"] == 5 and load_profile("x86-64").cpu["model"] == 33
+
+
+@pytest.mark.parametrize("saved_path", ["/gone.toml", "older copy"])
+def test_a_machine_saved_before_cpu_and_cache_existed_takes_them_from_its_profile(tmp_path, saved_path):
+    # An older vmemu's --state file holds a machine dict without [cpu] and [cache],
+    # and the path of its profile file: gone, or an older copy without them.
+    from vmemu.profiles import PROFILE_DIR, Profile
+    if saved_path == "older copy":
+        text = (PROFILE_DIR / "x86-64.toml").read_text()
+        older = tmp_path / "x86-64.toml"
+        older.write_text(text[:text.index("[cpu]")] + text[text.index("[cost]"):])
+        saved_path = str(older)
+    p = load_profile("x86-64")
+    old = {k: v for k, v in p.machine.items() if k not in ("cpu", "cache")}
+    restored = Profile(name="x86-64", description="", machine=old, cost=p.cost, bte=p.bte, path=saved_path)
+    assert restored.cpu == p.cpu and restored.caches == p.caches
+    assert restored.sources["cache.L2"] == p.sources["cache.L2"]

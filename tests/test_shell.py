@@ -62,11 +62,11 @@ def test_bind_list_covers_the_real_counterparts(mounted):
     from vmemu.shell import bind_list
     targets = {t for _, t in bind_list(mounted)}
     for t in ("/proc/meminfo", "/proc/buddyinfo", "/proc/vmstat", "/proc/zoneinfo", "/proc/stat",
-              "/proc/loadavg", "/proc/uptime", "/proc/sys/vm", "/sys/devices/system/node",
-              "/sys/devices/system/cpu/online"):
+              "/proc/loadavg", "/proc/uptime", "/proc/cpuinfo", "/proc/sys/vm", "/sys/devices/system/node",
+              "/sys/devices/system/cpu"):
         assert t in targets or not os.path.exists(t), t
     # No emulator-only file is bound (it has nothing to cover), nothing under a whole directory twice.
-    assert not any("/vmemu/" in t or t.startswith("/proc/sys/vm/") for t in targets)
+    assert not any("/vmemu/" in t or t.startswith(("/proc/sys/vm/", "/sys/devices/system/cpu/", "/sys/devices/system/node/")) for t in targets)
     assert all(os.path.exists(s) for s, _ in bind_list(mounted))
 
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import tiny_machine
 from vmemu import pft
 from vmemu.arch.sn.bte import BTEFAIL_WERR
-from vmemu.fs import procfs
+from vmemu.fs import procfs, topology
 from vmemu.machine import check_invariants
 from vmemu.mm.fail_page_alloc import FailPageAlloc
 from vmemu.mm.gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_ZERO
@@ -77,7 +77,7 @@ def pcp_lists(m):
 def rendered(m):
     return {"vmstat": procfs.vmstat(m), "meminfo": procfs.meminfo(m), "buddyinfo": procfs.buddyinfo(m),
             "zeroinfo": procfs.zeroinfo(m), "zoneinfo": procfs.zoneinfo(m), "uptime": procfs.uptime(m),
-            "loadavg": m.loadavg.text_fields(), "numastat": [procfs.numastat(n) for n in m.nodes],
+            "loadavg": m.loadavg.text_fields(), "numastat": [topology.numastat(n) for n in m.nodes],
             "scrubd": m.scrub.totals(), "blocks": m.scrub.blocks_by_driver(), "bte": m.bte.totals(),
             "engines": [vars_of(e) for e in m.bte.all_engines()],
             "fpa": vars_of(m.alloc.fail_page_alloc)}

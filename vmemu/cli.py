@@ -407,6 +407,36 @@ def add_shell(sub) -> None:
     p.set_defaults(func=cmd_shell)
 
 
+# -- top -------------------------------------------------------------------------
+
+def delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: the delay is seconds between frames, 0.1 to 3600")
+    return value
+
+
+def cmd_top(args) -> int:
+    from .top import TopError, run
+    try:
+        return run(args.mountpoint, args.once, args.delay)
+    except TopError as e:
+        raise CommandError(str(e)) from None
+    except KeyboardInterrupt:           # q for top(1), Ctrl-C here: the way out, not an error
+        return 0
+
+
+def add_top(sub) -> None:
+    p = sub.add_parser("top", help="a live view: free memory zeroed and not per node, kscrubd, BTE, CPUs, faults")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    p.add_argument("--once", action="store_true", help="print one frame (rates since boot) and exit")
+    p.add_argument("-d", "--delay", type=delay, default=1.0, help="seconds between frames (default 1)")
+    p.set_defaults(func=cmd_top)
+
+
 # -- pft -------------------------------------------------------------------------
 
 from .pft.cli import add_pft   # noqa: E402  (the pft subcommand, in a module of its own)
@@ -428,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                     description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
     parser.add_argument("--version", action="version", version=f"vmemu {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_mount, add_umount, add_status, add_shell, add_pft):
+    for add in (add_mount, add_umount, add_status, add_shell, add_top, add_pft):
         add(sub)
     return parser
 

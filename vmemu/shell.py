@@ -1,9 +1,11 @@
 """`vmemu shell`: run a command where the emulated files sit over the real ones.
 
-procps (free, vmstat, sysctl) hardcodes /proc, so the only way to point it at
-the mount is a private mount namespace with the emulated files bind-mounted
-over their real counterparts (docs/tools.md).  The host's
-mount table is untouched: the binds live and die with the namespace.
+procps (free, vmstat, sysctl, top), numactl, lscpu and sysstat hardcode
+/proc and /sys, so the only way to point them at the mount is a private
+mount namespace with the emulated files bind-mounted over their real
+counterparts (docs/tools.md), in a PID namespace with its
+own /proc so that top lists no host process.  The host's mount table is
+untouched: the binds live and die with the namespace.
 
 The bind list is read from the mounted tree itself (the running daemon's
 procfs table, with its own node and CPU counts), so a file added to the table
@@ -20,23 +22,26 @@ import sys
 from .mounts import MOUNTED, describe, mount_entry, mount_state
 
 # Directories bound whole: the host's versions hold entries the emulated
-# machine must not show (host sysctls, host NUMA nodes), and the emulated
-# ones hold entries the host lacks (scrub_* sysctls, node1..N).
-WHOLE_DIRS = ("proc/sys/vm", "sys/devices/system/node")
+# machine must not show (host sysctls, host NUMA nodes, host cpuN with their
+# caches and topology), and the emulated ones hold entries the host lacks
+# (scrub_* sysctls, node1..N, cpu2..N).
+WHOLE_DIRS = ("proc/sys/vm", "sys/devices/system/node", "sys/devices/system/cpu")
 
 
 class ShellError(Exception):
     """A one-line reason the shell cannot start."""
 
 
-def table_paths(mountpoint: str) -> list[str]:
+def table_paths(mountpoint: str, skip=()) -> list[str]:
     """Every file path of the emulated tree, relative to the mount (as the
-    daemon builds it).  Read from the mount itself so the running daemon's
-    profile (nodes, CPUs) is what counts."""
+    daemon builds it), without descending into the directories in skip.
+    Read from the mount itself so the running daemon's profile (nodes,
+    CPUs) is what counts."""
     out = []
     for root, dirs, files in os.walk(mountpoint):
-        dirs.sort()
         rel = os.path.relpath(root, mountpoint)
+        # pruned, not filtered: altix-512's cpu directory alone holds 36000 entries
+        dirs[:] = sorted(d for d in dirs if os.path.normpath(os.path.join(rel, d)) not in skip)
         for name in sorted(files):
             out.append(os.path.normpath(os.path.join(rel, name)))
     return out
@@ -50,9 +55,7 @@ def bind_list(mountpoint: str, host_root: str = "/") -> list[tuple[str, str]]:
     for d in WHOLE_DIRS:
         if os.path.isdir(os.path.join(mp, d)) and os.path.isdir(os.path.join(host_root, d)):
             binds.append((os.path.join(mp, d), os.path.join(host_root, d)))
-    for path in table_paths(mp):
-        if any(path.startswith(d + "/") for d in WHOLE_DIRS):
-            continue
+    for path in table_paths(mp, skip=WHOLE_DIRS):
         target = os.path.join(host_root, path)
         if os.path.isfile(target):
             binds.append((os.path.join(mp, path), target))
@@ -74,12 +77,18 @@ def unshare_argv(mountpoint: str, command: list[str]) -> list[str]:
     else:
         raise ShellError(f"{mountpoint}: not mounted with --allow-other; remount with "
                          f"`vmemu mount --allow-other {mountpoint}` or run vmemu shell as root")
+    # A PID namespace with a fresh /proc under the binds: top and ps list the
+    # namespace's own processes, not the host's.
+    ns += ["--pid", "--fork", "--mount-proc"]
     binds = bind_list(mountpoint)
     if not binds:
         raise ShellError(f"{mountpoint}: no emulated file has a real counterpart to cover")
     # set -e: a bind that fails must not leave the command running on the real files.
     script = "set -e\n" + "".join(f"mount --bind {shlex.quote(s)} {shlex.quote(t)}\n" for s, t in binds)
-    script += 'exec "$@"\n'
+    # The script is the namespace's init: the command runs as its child, not
+    # exec'd, because init ignores every signal it has no handler for (a
+    # Ctrl-C, a kill -TERM) and the command must not.
+    script += 'set +e\n"$@"\nexit $?\n'
     return [*ns, "--", "sh", "-c", script, "vmemu-shell", *command]
 
 

@@ -1,5 +1,5 @@
 """The file types of the mounted tree: a directory, a generated file, a
-sysfs attribute, and the per-open handle.  Every emulated file is one of
+sysfs attribute, a symbolic link, and the per-open handle.  Every emulated file is one of
 these (or a subclass in the module that owns its format), so that the FUSE
 adapter and the tree know one interface: ``read(kernel, handle, size,
 offset)`` and ``write(kernel, handle, data, offset)``.
@@ -31,6 +31,7 @@ class Handle:
 
 class Dir:
     is_dir = True
+    is_link = False
 
     def __init__(self, mode: int = 0o555):
         self.mode = mode
@@ -43,6 +44,7 @@ class File:
     the machine (then it happens under the model lock, see Kernel.render)."""
 
     is_dir = False
+    is_link = False
 
     def __init__(self, render, mode: int = 0o444, size: int = PROCFS_SIZE, model: bool = True):
         self.render = render
@@ -66,6 +68,26 @@ class File:
     def write(self, kernel, h: Handle, data: bytes, offset: int) -> int:
         # Root may open a 0444 proc file for writing, but the write fails (EIO).
         raise OSError(errno.EIO, f"{self.path} is not writable")
+
+
+class Link:
+    """A symbolic link, as sysfs's cpuN/nodeM -> ../../node/nodeM.  The
+    target is relative, so it resolves inside a directory bound elsewhere
+    (vmemu shell) as well as under the mount."""
+
+    is_dir = False
+    is_link = True
+    model = False          # nothing to render: the kernel follows it
+    mode = 0o777
+
+    def __init__(self, target: str):
+        self.target = target
+        self.path = ""
+
+
+def kb(m, pages: int) -> int:
+    """Pages of the machine in kB, the unit of every meminfo."""
+    return pages * m.page_size // 1024
 
 
 def text(v) -> str:

@@ -102,9 +102,17 @@ class VmemuOps(fuse.Operations):
             subdirs = sum(1 for name in self.dirs[path.strip("/")]
                           if self.tree[(path.strip("/") + "/" + name).lstrip("/")].is_dir)
             attrs.update(st_mode=st.S_IFDIR | f.mode, st_nlink=2 + subdirs, st_size=0)
+        elif f.is_link:
+            attrs.update(st_mode=st.S_IFLNK | f.mode, st_nlink=1, st_size=len(f.target))
         else:
             attrs.update(st_mode=st.S_IFREG | f.mode, st_nlink=1, st_size=f.size)
         return attrs
+
+    def readlink(self, path):
+        f = self.lookup(path)
+        if not f.is_link:
+            raise OSError(errno.EINVAL, path)
+        return f.target
 
     def readdir(self, path, fh):
         f = self.lookup(path)

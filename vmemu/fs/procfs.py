@@ -4,8 +4,9 @@
 the mount point ("proc/buddyinfo").  Each file has one render function
 (LXCFS style) that turns the model into the kernel's text; the FUSE adapter
 only looks paths up in the table and calls ``read``/``write``.  The file
-types are vmemu/fs/base.py; sys/kernel/mm/prezero is fs/prezero.py,
-debugfs fs/debugfs.py, the sysctls fs/sysctl.py.  Formats follow the
+types are vmemu/fs/base.py; sys/devices/system/{cpu,node} is
+fs/topology.py, proc/cpuinfo fs/cpuinfo.py, sys/kernel/mm/prezero
+fs/prezero.py, debugfs fs/debugfs.py, the sysctls fs/sysctl.py.  Formats follow the
 kernel's (docs/interfaces.md lists every file).
 """
 
@@ -17,8 +18,10 @@ from ..kernel.sched import NSEC_PER_SEC, USER_HZ
 from ..lib.cmdline import memparse
 from ..lib.kstrtox import kstrtoull
 from ..mm.mmzone import NOT_ZEROED, ZEROED
-from ..mm.vmstat import NUMA_EVENTS, VMSTAT_NUMA
-from .base import SYSFS_SIZE, Dir, File, Handle
+from ..mm.vmstat import VMSTAT_NUMA
+from . import topology
+from .base import Dir, File, Handle, kb
+from .cpuinfo import cpuinfo
 from .debugfs import fail_page_alloc_files
 from .prezero import files as prezero_files
 from .sysctl import SysctlFile
@@ -95,23 +98,6 @@ def _fault_words(words: list[str]) -> dict[str, int]:
 # ---------------------------------------------------------------------------
 # Render functions, one per file.
 
-def cpulist(ids) -> str:
-    """"0-3,8" (bitmap_print_to_pagebuf list format)."""
-    ids = sorted(ids)
-    out, i = [], 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        out.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
-        i = j + 1
-    return ",".join(out) + "\n"
-
-
-def kb(m, pages: int) -> int:
-    return pages * m.page_size // 1024
-
-
 def buddyinfo(m) -> str:
     # Stock one-line layout (the V6 two-line one breaks node_exporter): counts of
     # both kinds summed per order.  Populated zones only, like the kernel.
@@ -160,13 +146,6 @@ def meminfo(m) -> str:
     lines += [f"{label + ':':<16}{0:8d}\n" for label in hp]
     lines.append(f"{'Hugepagesize:':<16}{0:8d} kB\n")
     return "".join(lines)
-
-
-def node_meminfo(m, node) -> str:
-    lines = _meminfo_lines(m, node.zones)[:3]
-    total, free = lines[0][1], lines[1][1]
-    lines.append(("MemUsed", total - free))
-    return "".join(f"Node {node.id} {label + ':':<16}{value:8d} kB\n" for label, value in lines)
 
 
 def vmstat(m) -> str:
@@ -259,16 +238,11 @@ def uptime(m) -> str:
     return f"{cs(m.now)} {cs(idle)}\n"
 
 
-def numastat(node) -> str:
-    return "".join(f"{k} {node.stat.get(k, 0)}\n" for k in NUMA_EVENTS)
-
-
 # ---------------------------------------------------------------------------
 # The tree
 
 def build_tree(kernel) -> dict:
     m = kernel.machine
-    sysfs = lambda render, model=True: File(render, size=SYSFS_SIZE, model=model)
     files: dict = {
         "proc/buddyinfo": File(lambda: buddyinfo(m)),
         "proc/meminfo": File(lambda: meminfo(m)),
@@ -277,24 +251,13 @@ def build_tree(kernel) -> dict:
         "proc/stat": File(lambda: stat(kernel)),
         "proc/loadavg": File(lambda: loadavg(kernel)),
         "proc/uptime": File(lambda: uptime(m)),
+        "proc/cpuinfo": File(lambda: cpuinfo(m), model=False),
         "proc/vmemu/zeroinfo": File(lambda: zeroinfo(m)),
         "proc/vmemu/fault": FaultFile(kernel),
     }
     for name in m.sysctl:
         files[f"proc/sys/vm/{name}"] = SysctlFile(m, name)
-    node_ids = [n.id for n in m.nodes]
-    cpu_ids = [c.id for c in m.cpus]
-    for path in ("online", "possible"):
-        files[f"sys/devices/system/node/{path}"] = sysfs(lambda: cpulist(node_ids), model=False)
-    for path in ("online", "possible", "present"):
-        files[f"sys/devices/system/cpu/{path}"] = sysfs(lambda: cpulist(cpu_ids), model=False)
-    for node in m.nodes:
-        d = f"sys/devices/system/node/node{node.id}"
-        files[f"{d}/meminfo"] = sysfs(lambda node=node: node_meminfo(m, node))
-        files[f"{d}/numastat"] = sysfs(lambda node=node: numastat(node))
-        files[f"{d}/distance"] = sysfs(lambda node=node: " ".join(map(str, m.distance[node.id])) + "\n",
-                                       model=False)
-        files[f"{d}/cpulist"] = sysfs(lambda node=node: cpulist(node.cpus), model=False)
+    files.update(topology.files(kernel))
     for name, f in fail_page_alloc_files(kernel.fail_page_alloc).items():
         files[f"sys/kernel/debug/fail_page_alloc/{name}"] = f
     for name, f in prezero_files(kernel).items():

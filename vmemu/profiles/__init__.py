@@ -1,10 +1,17 @@
 """Machine profiles: the data that describes an emulated machine.
 
-A profile is a TOML file with three tables, ``[machine]``, ``[cost]`` and
-``[bte]``. Every parameter is written ``name = { value = ..., source = "..." }``
-so that the place a number comes from (a hardware fact, a kernel constant, or
-a fit to a named measurement) travels with the number.  A profile may
-``inherit`` another one and override some parameters.
+A profile is a TOML file with the tables ``[machine]``, ``[cpu]``,
+``[cache]``, ``[cost]`` and ``[bte]``. Every parameter is written
+``name = { value = ..., source = "..." }`` so that the place a number comes
+from (a hardware fact, a kernel constant, or a fit to a named measurement)
+travels with the number.  A profile may ``inherit`` another one and override
+some parameters.
+
+``[cpu]`` says what the CPUs are (architecture, identification, cores per
+package); ``[cache]`` is the cache hierarchy of one CPU, one entry per cache
+(see ``Cache``).  Both describe the machine, so they are kept inside
+``Profile.machine`` (under "cpu" and "cache"): whatever copies the machine's
+description (a saved state) carries them too.
 
 ``load_profile("altix-8")`` loads a shipped profile; ``load_profile(path)``
 loads a user's file.
@@ -21,7 +28,8 @@ from ..lib.cmdline import memparse
 
 PROFILE_DIR = Path(__file__).parent
 DEFAULT_PROFILE = "altix-8"
-SECTIONS = ("machine", "cost", "bte")
+SECTIONS = ("machine", "cpu", "cost", "bte")
+ARCHES = ("ia64", "x86_64")
 
 # Every parameter a profile must end up with (after inheritance), and its type.
 REQUIRED = {
@@ -29,6 +37,10 @@ REQUIRED = {
         "page_size": int, "cache_line": int, "max_order": int, "nodes": int,
         "cpus_per_node": int, "node_memory": str, "zones": list, "backing": str,
         "cpu_mhz": int,
+    },
+    "cpu": {
+        "arch": str, "vendor": str, "family": int, "model": int, "model_name": str, "stepping": int,
+        "features": str, "bogomips": float, "cores_per_package": int, "nr_cpus_config": int,
     },
     "cost": {
         "fault_entry_ns": int, "pte_lock_ns": int, "zone_lock_ns": int,
@@ -46,6 +58,15 @@ REQUIRED = {
     },
 }
 
+# What each architecture's /proc/cpuinfo needs besides the common [cpu] keys
+# (vmemu/fs/cpuinfo.py prints them).
+ARCH_REQUIRED = {
+    "ia64": {"archrev": int, "cpu_regs": int, "itc_mhz": int},
+    "x86_64": {"cpuid_level": int, "tlb_size": int, "address_sizes": str, "power_management": str},
+}
+CACHE_TYPES = ("Data", "Instruction", "Unified")
+WRITE_POLICIES = ("WriteBack", "WriteThrough")
+
 
 # Bounds of the kernel's configuration space (ia64 SN2 and x86-64 of 2.6.10):
 # CONFIG_NODES_SHIFT 10, NR_CPUS up to 4096, pages of 4 KiB to 64 KiB.
@@ -60,6 +81,41 @@ class ProfileError(ValueError):
     """A profile that cannot be loaded; the message names the file and the problem."""
 
 
+@dataclass(frozen=True)
+class Cache:
+    """One cache of a CPU, as the profile's ``[cache]`` table gives it.
+
+    ``name`` is the table key (L1d, L1i, L2, L3); ``level`` 1..3; ``type``
+    Data, Instruction or Unified; ``size`` and ``line_size`` in bytes;
+    ``ways`` its associativity; ``shared_cpus`` how many CPUs share one
+    instance (consecutive CPU ids of one node: 1 = private to a CPU);
+    ``write_policy`` WriteBack or WriteThrough.  Caches are listed in the
+    kernel's leaf order (cpuN/cache/indexM): by level, data before
+    instruction."""
+
+    name: str
+    level: int
+    type: str
+    size: int
+    line_size: int
+    ways: int
+    shared_cpus: int
+    write_policy: str
+
+    @property
+    def sets(self) -> int:
+        return self.size // (self.ways * self.line_size)
+
+    def sharing(self, cpu: int) -> range:
+        """The CPU ids that share this cache with ``cpu``."""
+        first = cpu - cpu % self.shared_cpus
+        return range(first, first + self.shared_cpus)
+
+
+CACHE_KEYS = {"level": int, "type": str, "size": str, "line_size": int, "ways": int,
+              "shared_cpus": int, "write_policy": str, "source": str}
+
+
 @dataclass
 class Profile:
     name: str
@@ -72,6 +128,35 @@ class Profile:
 
     def section(self, name: str) -> dict:
         return getattr(self, name)
+
+    @property
+    def cpu(self) -> dict:
+        """The [cpu] table (kept in machine, see the module's doc)."""
+        self._describe_cpus()
+        return self.machine["cpu"]
+
+    @property
+    def cache(self) -> dict:
+        """The [cache] table as written: name -> {level, type, size, ...}."""
+        self._describe_cpus()
+        return self.machine["cache"]
+
+    def _describe_cpus(self) -> None:
+        """A machine saved before [cpu] and [cache] existed (an older
+        vmemu's --state file) takes them from the shipped profile of its
+        name, or else from its profile file (the saved path may well be an
+        older copy of the file, without them)."""
+        if "cpu" in self.machine:
+            return
+        fresh = load_profile(self.name if self.name in shipped_profiles() else self.path)
+        self.machine["cpu"], self.machine["cache"] = fresh.cpu, fresh.cache
+        self.sources.update({k: v for k, v in fresh.sources.items() if k.startswith(("cpu.", "cache."))})
+
+    @property
+    def caches(self) -> list[Cache]:
+        """The caches of one CPU, in the kernel's leaf order."""
+        return [Cache(name, c["level"], c["type"], parse_size(c["size"]), c["line_size"], c["ways"],
+                      c["shared_cpus"], c["write_policy"]) for name, c in self.cache.items()]
 
     @property
     def nr_cpus(self) -> int:
@@ -134,10 +219,14 @@ def _merge(base: Profile | None, raw: dict, path: Path) -> Profile:
     for section in SECTIONS:
         if not isinstance(raw.get(section, {}), dict):
             raise ProfileError(f"{path}: [{section}] must be a table")
+    if not isinstance(raw.get("cache", {}), dict):
+        raise ProfileError(f"{path}: [cache] must be a table")
     prof = Profile(
         name=raw.get("name", base.name if base else path.stem),
         description=raw.get("description", base.description if base else ""),
-        machine=dict(base.machine) if base else {},
+        # the nested [cpu] and [cache] tables are copied too: an override changes only this profile
+        machine={k: dict(v) if isinstance(v, dict) else v for k, v in base.machine.items()}
+        if base else {"cpu": {}, "cache": {}},
         cost=dict(base.cost) if base else {},
         bte=dict(base.bte) if base else {},
         sources=dict(base.sources) if base else {},
@@ -153,22 +242,52 @@ def _merge(base: Profile | None, raw: dict, path: Path) -> Profile:
                     prof.sources[f"{section}.{key}"] = entry["source"]
             else:
                 prof.section(section)[key] = entry
+    for name, leaf in raw.get("cache", {}).items():
+        _check_cache_entry(path, name, leaf)
+        prof.cache[name] = {k: v for k, v in leaf.items() if k != "source"}
+        prof.sources[f"cache.{name}"] = leaf["source"]
     return prof
+
+
+def _check_cache_entry(path: Path, name: str, leaf) -> None:
+    """A [cache] entry names every key of Cache, with its source."""
+    if not isinstance(leaf, dict):
+        raise ProfileError(f"{path}: [cache] {name} must be a table {{ level = ..., source = ... }}")
+    for key, typ in CACHE_KEYS.items():
+        if not isinstance(leaf.get(key), typ) or isinstance(leaf.get(key), bool):
+            raise ProfileError(f"{path}: [cache] {name}.{key} must be {typ.__name__}, got {leaf.get(key)!r}")
+    extra = set(leaf) - set(CACHE_KEYS)
+    if extra:
+        raise ProfileError(f"{path}: [cache] {name}: unknown keys {', '.join(sorted(extra))}")
 
 
 def _check(prof: Profile) -> None:
     for section, keys in REQUIRED.items():
-        values = prof.section(section)
-        for key, typ in keys.items():
-            if key not in values:
-                raise ProfileError(f"{prof.path}: [{section}] {key} is missing")
-            value = values[key]
-            if typ is float and isinstance(value, int) and not isinstance(value, bool):
-                values[key] = value = float(value)
-            if not isinstance(value, typ) or isinstance(value, bool):
-                raise ProfileError(f"{prof.path}: [{section}] {key} must be {typ.__name__}, got {value!r}")
-            if typ in (int, float) and not 0 <= value < math.inf:
-                raise ProfileError(f"{prof.path}: [{section}] {key} must be a finite number >= 0, got {value!r}")
+        _check_keys(prof, section, keys)
+    arch = prof.cpu["arch"]
+    if arch not in ARCHES:
+        raise ProfileError(f"{prof.path}: [cpu] arch must be one of {', '.join(ARCHES)}, got {arch!r}")
+    _check_keys(prof, "cpu", ARCH_REQUIRED[arch])
+    _check_machine(prof)
+    _check_cpus(prof)
+    zone_layout(prof)   # raises on a bad zone list
+
+
+def _check_keys(prof: Profile, section: str, keys: dict) -> None:
+    values = prof.section(section)
+    for key, typ in keys.items():
+        if key not in values:
+            raise ProfileError(f"{prof.path}: [{section}] {key} is missing")
+        value = values[key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = value = float(value)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise ProfileError(f"{prof.path}: [{section}] {key} must be {typ.__name__}, got {value!r}")
+        if typ in (int, float) and not 0 <= value < math.inf:
+            raise ProfileError(f"{prof.path}: [{section}] {key} must be a finite number >= 0, got {value!r}")
+
+
+def _check_machine(prof: Profile) -> None:
     m = prof.machine
     for key, (low, high) in LIMITS.items():
         value = m.get(key, low)           # nodes_per_brick is optional
@@ -187,7 +306,33 @@ def _check(prof: Profile) -> None:
     for key in ("clear_bytes_per_ns", "mem_bw_bytes_per_ns"):
         if prof.cost[key] <= 0:
             raise ProfileError(f"{prof.path}: [cost] {key} must be positive")
-    zone_layout(prof)   # raises on a bad zone list
+
+
+def _check_cpus(prof: Profile) -> None:
+    """Packages and caches tile each node's CPUs; NR_CPUS holds them all."""
+    per_node, c = prof.machine["cpus_per_node"], prof.cpu
+    if not 1 <= c["cores_per_package"] <= per_node or per_node % c["cores_per_package"]:
+        raise ProfileError(f"{prof.path}: [cpu] cores_per_package must divide cpus_per_node ({per_node})")
+    if not prof.nr_cpus <= c["nr_cpus_config"] <= NR_CPUS:
+        raise ProfileError(f"{prof.path}: [cpu] nr_cpus_config must be in {prof.nr_cpus}..{NR_CPUS} "
+                           f"(CONFIG_NR_CPUS: at least the machine's CPUs)")
+    if not prof.cache:
+        raise ProfileError(f"{prof.path}: [cache] is missing: a CPU has at least one cache")
+    for cache in prof.caches:
+        _check_cache(prof, cache, per_node)
+
+
+def _check_cache(prof: Profile, cache: Cache, per_node: int) -> None:
+    where = f"{prof.path}: [cache] {cache.name}"
+    if cache.type not in CACHE_TYPES or cache.write_policy not in WRITE_POLICIES:
+        raise ProfileError(f"{where}: type is one of {', '.join(CACHE_TYPES)} and write_policy one of "
+                           f"{', '.join(WRITE_POLICIES)}")
+    if not 1 <= cache.level <= 3 or not cache.ways or not cache.line_size:
+        raise ProfileError(f"{where}: level must be 1..3, ways and line_size positive")
+    if cache.size % (cache.ways * cache.line_size):
+        raise ProfileError(f"{where}: size must be a multiple of ways x line_size (a whole number of sets)")
+    if not 1 <= cache.shared_cpus <= per_node or per_node % cache.shared_cpus:
+        raise ProfileError(f"{where}: shared_cpus must divide cpus_per_node ({per_node}): a cache serves one node")
 
 
 def zone_layout(prof: Profile) -> list[tuple[str, int]]:
