@@ -117,27 +117,6 @@ def test_real_oom_frees_everything(mounted):
     assert abs(memfree(mounted) - free) <= 4 * 2 * 2 * 3 * 6 * 15     # at most every per-CPU list full
 
 
-def test_reads_not_frozen_during_a_job(mounted):
-    """A long job holds the model; reads are served from the snapshot published
-    at its start, and must complete while the job is still running."""
-    from vmemu.mounts import run_files
-    log = run_files(mounted)["log"]
-    with open(log) as f:
-        seen = f.read().count("fault job start")
-    free = memfree(mounted)
-    result = {}
-    job = threading.Thread(target=lambda: result.update(p=fault(mounted, "bytes=1G")))
-    job.start()
-    try:
-        wait_for(lambda: open(log).read().count("fault job start") > seen)
-        assert memfree(mounted) == free           # the state at the job's start
-        assert job.is_alive(), "the read waited for the job"
-    finally:
-        job.join()
-    assert result["p"].returncode == 0
-    assert last_row(mounted)[0] == 1
-
-
 @pytest.fixture
 def fpa(mounted):
     d = os.path.join(mounted, FPA)

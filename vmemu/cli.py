@@ -112,13 +112,17 @@ def thread_list(text: str) -> list[int]:
 
 
 def speed(text: str) -> float:
+    """--speed: virtual seconds per wall second, or max (jobs flat out)."""
+    if text == "max":
+        return math.inf
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not 0 < value <= MAX_SPEED:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: the speed is virtual seconds per wall second, a number above 0 and at most {MAX_SPEED}")
+            f"{text!r}: the speed is virtual seconds per wall second, a number above 0 and at most "
+            f"{MAX_SPEED}, or max")
     return value
 
 
@@ -211,7 +215,8 @@ def spawn_daemon(args) -> int:
     mp = args.mountpoint
     log_path = mounts.run_files(mp)["log"]
     cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
-           "--seed", str(args.seed), "--speed", repr(args.speed), "--fuse-threads", args.fuse_threads]
+           "--seed", str(args.seed), "--speed", "max" if args.speed == math.inf else repr(args.speed),
+           "--fuse-threads", args.fuse_threads]
     cmd += ["--backing", args.backing] if args.backing else []
     cmd += ["--allow-other"] if args.allow_other else []
     cmd += ["--nonempty"] if args.nonempty else []
@@ -243,7 +248,8 @@ def add_mount(sub) -> None:
     p.add_argument("--backing", choices=("real", "none"), default=None,
                    help="back page frames with host memory (default: the profile's choice)")
     p.add_argument("--speed", type=speed, default=1.0,
-                   help=f"virtual seconds per wall second while idle (above 0, at most {MAX_SPEED})")
+                   help=f"virtual seconds per wall second (above 0, at most {MAX_SPEED}); max: fault jobs "
+                        "run flat out (idle time still follows wall time)")
     p.add_argument("--nonempty", action="store_true", help="mount over a non-empty directory")
     p.add_argument("--state", metavar="FILE",
                    help="restore the machine from FILE if it exists (its profile must match; its seed "
@@ -355,6 +361,18 @@ def read_with_timeout(path: str, timeout: float) -> str | None:
     return out[0] if out else None
 
 
+def pace_line(mp: str) -> str:
+    """proc/vmemu/pace in one line: the speed, and how far the job in hand
+    (or the last one) fell behind its pace."""
+    text = read_with_timeout(os.path.join(mp, "proc/vmemu/pace"), mounts.PROBE_TIMEOUT_S)
+    try:
+        pace = dict(line.split(None, 1) for line in (text or "").splitlines())
+        which = "job running" if pace["job"] == "running" else "last job"
+        return f"speed {pace['speed']}, {which} {pace['behind_ms']} ms behind"
+    except (KeyError, ValueError):
+        return "no answer"
+
+
 def cmd_status(args) -> int:
     mp = args.mountpoint
     files = mounts.run_files(mp)
@@ -371,6 +389,8 @@ def cmd_status(args) -> int:
     print(f"profile:    {info.get('profile', '-')}")
     print(f"pid:        {pid if alive else '-'}" + (" (stopped)" if mounts.stopped(pid) else ""))
     print(f"uptime:     {uptime} (virtual)")
+    if state == mounts.MOUNTED:
+        print(f"pace:       {pace_line(mp)}")
     print(f"log:        {files['log']}")
     if state != mounts.MOUNTED:
         print(f"vmemu: {mp}: {mounts.describe(state, mp)}", file=sys.stderr)

@@ -1,33 +1,34 @@
 """The vmemu daemon: one Machine served over FUSE.
 
-Threading (measured, see benchmarks/control_plane.py and docs/performance.md):
-FUSE runs multi-threaded.  Every model call happens under ``Kernel.lock``.
-A fault job holds the lock for its whole run (pft.run_job is one call), but
-before it starts it *publishes* a snapshot of every model-backed file; while
-the job runs, reads are served from that snapshot (the state at the job's
-start) instead of waiting.  Writes to the model (sysctls, debugfs) wait for
-the job.  Single-threaded FUSE reads as fast when idle, but a 1 GiB fault
-job would then stall every reader for the whole job.
+Threading: FUSE runs multi-threaded.  Every model call happens under
+``Kernel.lock``.  Reads between two changes of the model render once:
+every locked section ends a *generation*, and a file's text is served
+again, without the lock, until the generation moves on (the clock
+thread's tick is one, every write another).
 
-Reads between two changes of the model render once: every locked section
-ends a *generation*, and a file's text is served again, without the lock,
-until the generation moves on (the clock thread's tick is one, every write
-another).
-
-Virtual time: while no job runs, a background thread advances the machine by
-wall time x speed every ~100 ms.  A job advances virtual time itself; the
-wall time it took is not added again.
+Virtual time follows wall time x speed, idle or not.  While no job runs, a
+background thread advances the machine every ~100 ms.  A fault job runs
+in the scheduler, which calls the job's Pace between steps: it waits until
+wall time catches up with virtual time (``--speed max``: it does not), and
+at least every OPEN_S it lets the threads waiting for the model lock in
+(readers see the machine as of that step; writers may change it, as on
+the real kernel), so every file moves during a job.  One job at a time.
+A job the host cannot keep pace with says so (the log, proc/vmemu/pace)
+and runs as fast as it can; the row is the same whatever the pace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import random
 import threading
 import time
 
+from .kernel.sched import NEVER
 from .machine import Machine
 from .mm.fail_page_alloc import FailPageAlloc
 from .fs import procfs
@@ -37,20 +38,30 @@ log = logging.getLogger("vmemu.daemon")
 TICK_S = 0.1
 
 
+QUANTUM_NS = 2_000_000      # a job's pace is checked every 2 ms of virtual time
+OPEN_S = 0.05              # and the model lock is opened at least this often (wall)
+BEHIND_S = 0.1             # a job further behind its pace than this is reported
+
+
 class Kernel:
     """The machine plus everything the files need: the model lock, the fault
-    job runner, the published snapshot and a few task counters."""
+    job runner and its pace, and a few task counters."""
 
-    def __init__(self, machine: Machine, seed: int = 0):
+    def __init__(self, machine: Machine, seed: int = 0, speed: float = 1.0):
         self.machine = machine
-        self.lock = threading.Lock()
-        self.published: dict[str, bytes] | None = None
+        self.speed = speed                 # virtual s per wall s; inf: jobs flat out
+        self.lock = threading.Lock()       # the model
+        self.job_lock = threading.Lock()   # one fault job at a time
+        self._waiting = 0                  # threads waiting for the model lock
+        self._count = threading.Lock()
         # The model's generation: one more after every locked section that may
         # have changed it.  A file's text rendered at generation g is served
         # again, without the lock, as long as the generation is still g.
         self.generation = 0
         self.rendered: dict[str, tuple[int, bytes]] = {}
         self.last_job = None
+        self.pace: Pace | None = None      # the running job's
+        self.last_behind_ms = 0            # how far the last job fell behind its pace
         self.last_pid = 1          # init; every task a job forks or a thread it starts takes a pid
         self.ctxt = 0
         # A machine restored by `vmemu mount --state` brings its own (saved) fail_page_alloc.
@@ -62,6 +73,22 @@ class Kernel:
 
     # -- model access: the only places that take the lock ---------------------
 
+    @contextlib.contextmanager
+    def model(self):
+        """The model lock, counted while waited for (a running job opens it
+        for whoever waits)."""
+        with self._count:
+            self._waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._count:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self.lock.release()
+
     def render(self, f) -> bytes:
         if not f.model:
             return f.generate()
@@ -71,33 +98,43 @@ class Kernel:
         hit = self.rendered.get(f.path)
         if hit is not None and hit[0] == self.generation:
             return hit[1]
-        while True:
-            pub = self.published
-            if pub is not None and f.path in pub:
-                return pub[f.path]
-            # Bounded waits so a job that starts meanwhile is noticed.
-            if self.lock.acquire(timeout=0.02):
-                try:
-                    text = f.generate()
-                    self.rendered[f.path] = (self.generation, text)
-                    return text
-                finally:
-                    self.lock.release()
+        with self.model():
+            text = f.generate()
+            self.rendered[f.path] = (self.generation, text)
+            return text
 
     def call(self, fn, *args):
-        with self.lock:
+        with self.model():
             try:
                 return fn(*args)
             finally:
                 self.generation += 1
 
+    def open_window(self, seconds: float) -> None:
+        """From a running job, between two steps: let the threads waiting
+        for the model lock in, and wait ``seconds`` of wall time (pacing)."""
+        self.generation += 1
+        end = time.monotonic() + seconds
+        self.lock.release()
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0 and not self._waiting:
+                    break
+                time.sleep(min(max(left, 0.0005), 0.005))
+                if left <= -0.02:             # waiters had 20 ms: the job goes on
+                    break
+        finally:
+            self.lock.acquire()
+
     def fault(self, job: dict) -> None:
         """Run one pft job (proc/vmemu/fault write); JobError keeps its errno."""
         from . import pft
-        with self.lock:
-            self.published = {p: f.generate() for p, f in self.tree.items()
-                              if not f.is_dir and f.model}
+        with self.job_lock, self.model():
             log.info("fault job start: %s", job)
+            tl = self.machine.timeline
+            self.pace = tl.pacer = Pace(self, self.machine.clock())
+            tl.pace_at = self.machine.clock() + QUANTUM_NS
             try:
                 t0 = time.monotonic()
                 result = pft.run_job(self.machine, job["nbytes"], job["threads"], job["rep"],
@@ -106,10 +143,12 @@ class Kernel:
                          time.monotonic() - t0)
                 self.last_job = result
             finally:
+                tl.pacer, tl.pace_at = None, NEVER
+                self.last_behind_ms = int(self.pace.behind * 1000)
+                self.pace = None
                 self.last_pid += job["rep"] * job["threads"]
                 self.ctxt += 2 * job["rep"] * job["threads"]
                 self.generation += 1
-                self.published = None
 
     def fault_text(self) -> str:
         from . import pft
@@ -118,19 +157,28 @@ class Kernel:
             text += pft.format_2004(self.last_job) + "\n"
         return text
 
+    def pace_text(self) -> str:
+        """proc/vmemu/pace: the speed, whether a job runs, how far behind its pace."""
+        pace = self.pace
+        behind = self.last_behind_ms if pace is None else int(pace.behind * 1000)
+        speed = "max" if self.speed == math.inf else f"{self.speed:g}"
+        return f"speed {speed}\njob {'running' if pace else 'idle'}\nbehind_ms {behind}\n"
+
     # -- virtual time ---------------------------------------------------------
 
-    def start_clock(self, speed: float) -> None:
-        threading.Thread(target=self._clock, args=(speed,), name="vmemu-clock", daemon=True).start()
+    def start_clock(self) -> None:
+        threading.Thread(target=self._clock, name="vmemu-clock", daemon=True).start()
 
     def stop_clock(self) -> None:
         self._stop.set()
 
-    def _clock(self, speed: float) -> None:
+    def _clock(self) -> None:
+        # --speed max runs jobs flat out; idle time still follows wall time
+        speed = 1.0 if self.speed == math.inf else self.speed
         last = time.monotonic()
         while not self._stop.wait(TICK_S):
             now = time.monotonic()
-            if self.published is not None:      # a job runs: it keeps its own time
+            if self.pace is not None:         # a job runs: it keeps its own time
                 last = now
                 continue
             ns = int((now - last) * speed * 1e9)
@@ -140,6 +188,36 @@ class Kernel:
                     self.call(self.machine.advance, ns)
                 except Exception:
                     log.exception("advance failed")
+
+
+class Pace:
+    """A running job's pacer (Timeline.pacer): between two steps, every
+    QUANTUM_NS of virtual time, it waits until wall time has caught up with
+    virtual time x speed, and opens the model lock at least every OPEN_S."""
+
+    def __init__(self, kernel: Kernel, t0: int):
+        self.kernel = kernel
+        self.virt0, self.wall0 = t0, time.monotonic()
+        self.opened = self.wall0
+        self.behind = 0.0                 # the most it fell behind, s of wall time
+        self.reported = False
+
+    def __call__(self, t: int) -> None:
+        k = self.kernel
+        k.machine.timeline.pace_at = t + QUANTUM_NS
+        now = time.monotonic()
+        wait = 0.0
+        if k.speed != math.inf:
+            wait = self.wall0 + (t - self.virt0) / (k.speed * 1e9) - now
+            if -wait > self.behind:
+                self.behind = -wait
+                if self.behind > BEHIND_S and not self.reported:
+                    self.reported = True
+                    log.warning("fault job behind its pace (speed %g): the host cannot keep up; "
+                                "it runs as fast as it can", k.speed)
+        if wait > 0 or now - self.opened >= OPEN_S or k._waiting:
+            k.open_window(max(wait, 0.0))
+            self.opened = time.monotonic()
 
 
 class SetupError(Exception):
@@ -217,7 +295,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
     load_fuse()
     from .fs.fuse_ops import VmemuFUSE, VmemuOps
     machine = restore_or_boot(state_file, profile, seed, backing)
-    kernel = Kernel(machine, seed)
+    kernel = Kernel(machine, seed, speed)
     files = run_files(mountpoint)
     _remove(files["error"])
     with open(files["pid"], "w") as f:
@@ -228,7 +306,7 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
                    "speed": speed, "threads": threads, "log": files["log"], "state_file": state_file}, f)
     log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
              machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
-    kernel.start_clock(speed)
+    kernel.start_clock()
     error = None
     try:
         VmemuFUSE(VmemuOps(kernel), mountpoint, **fuse_options(threads, allow_other))

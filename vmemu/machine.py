@@ -169,9 +169,14 @@ class Machine:
         if name == "scrub_start":
             self.scrub.scrub_start_written(max(self.now, self.timeline.horizon))
 
+    def clock(self) -> int:
+        """The present in virtual time: ``now`` while idle; during a job the
+        scheduler's horizon (the step about to run), which is ahead of now."""
+        return max(self.now, self.timeline.horizon)
+
     def idle_ns(self, cpu: CPU) -> int:
         """cpustat idle: time the CPU was neither in user nor system mode."""
-        return max(0, max(self.now, cpu.time) - cpu.user_ns - cpu.system_ns)
+        return max(0, max(self.clock(), cpu.time) - cpu.user_ns - cpu.system_ns)
 
     # -- convenience -----------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import mounts
 
-USER_HZ = 100          # proc/stat's tick, USER_HZ on every architecture
+
 NODE = "sys/devices/system/node"
 PREZERO = "sys/kernel/mm/prezero"
 

@@ -217,7 +217,7 @@ def stat(kernel) -> str:
     lines = [f"cpu  {user} 0 {system} {idle} 0 0 0 0 0 0\n"]
     lines += [f"{name} {u} 0 {s} {i} 0 0 0 0 0 0\n" for name, u, s, i in rows]
     # The only interrupt the model has is the 1000 Hz timer on every CPU.
-    intr = m.now // 1_000_000 * len(m.cpus)
+    intr = m.clock() // 1_000_000 * len(m.cpus)
     lines += [f"intr {intr}\n", f"ctxt {kernel.ctxt}\n", f"btime {int(m.boot_wall_time)}\n",
               f"processes {kernel.last_pid}\n", f"procs_running {m.nr_running() + 1}\n",   # + the reader
               "procs_blocked 0\n", "softirq 0 0 0 0 0 0 0 0 0 0 0\n"]
@@ -235,7 +235,7 @@ def loadavg(kernel) -> str:
 def uptime(m) -> str:
     idle = sum(m.idle_ns(c) for c in m.cpus)
     cs = lambda ns: f"{ns // NSEC_PER_SEC}.{ns % NSEC_PER_SEC // 10_000_000:02d}"
-    return f"{cs(m.now)} {cs(idle)}\n"
+    return f"{cs(m.clock())} {cs(idle)}\n"
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +254,7 @@ def build_tree(kernel) -> dict:
         "proc/cpuinfo": File(lambda: cpuinfo(m), model=False),
         "proc/vmemu/zeroinfo": File(lambda: zeroinfo(m)),
         "proc/vmemu/fault": FaultFile(kernel),
+        "proc/vmemu/pace": File(kernel.pace_text, model=False),
     }
     for name in m.sysctl:
         files[f"proc/sys/vm/{name}"] = SysctlFile(m, name)

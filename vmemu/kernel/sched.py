@@ -65,7 +65,7 @@ class Timeline:
     earliest of all runnable CPUs).  Reservations that ended before it can
     never matter again and are pruned."""
 
-    __slots__ = ("horizon", "running", "next_tick", "on_tick", "solo_until", "events")
+    __slots__ = ("horizon", "running", "next_tick", "on_tick", "solo_until", "events", "pace_at", "pacer")
 
     def __init__(self):
         self.horizon = 0
@@ -77,6 +77,20 @@ class Timeline:
         # solo_until (no other task due earlier, no tick due).  0 otherwise.
         self.solo_until = 0
         self.events: EventQueue | None = None   # the machine's timed events, if any
+        # Host side: pacer(t) is called between two steps once virtual time
+        # reaches pace_at (the daemon's pacing of a job against wall time,
+        # and its windows for readers); it sets the next pace_at.  No step
+        # and no series of steps runs past pace_at without it.
+        self.pace_at = NEVER
+        self.pacer = None
+
+    def pace(self, t: int) -> None:
+        """Between two steps, at t >= pace_at: the pacer's turn."""
+        if t > self.horizon:
+            self.horizon = t
+        self.pace_at = NEVER
+        if self.pacer is not None:
+            self.pacer(t)
 
     def solo_bound(self) -> int:
         """The time before which the running task may start more steps
@@ -396,17 +410,22 @@ def _run_heap(heap, timeline, events) -> int:
     ev = events._heap if events is not None else None
     while heap:
         if ev and ev[0][0] <= heap[0][0]:
+            if timeline is not None and ev[0][0] >= timeline.pace_at:
+                timeline.pace(ev[0][0])
             events.run_one()        # a daemon step or a completion due before the next task step
             continue
         t, seq, cpu, task = pop(heap)
         if timeline is not None:
+            if t >= timeline.pace_at:
+                timeline.pace(t)
             timeline.horizon = t
             if t >= timeline.next_tick:
                 timeline.on_tick(t)
             # This task's next step would again be the first to run if it
-            # starts before: the next tick, and the next task (by time, then
-            # start order).  Timed events are checked by Timeline.solo_bound.
-            bound = timeline.next_tick
+            # starts before: the next tick, the next pace, and the next task
+            # (by time, then start order).  Timed events are checked by
+            # Timeline.solo_bound.
+            bound = min(timeline.next_tick, timeline.pace_at)
             if heap:
                 other_t, other_seq = heap[0][0], heap[0][1]
                 if seq < other_seq:
