@@ -183,15 +183,22 @@ def check_state_file(path: str) -> None:
 
 def cmd_mount(args) -> int:
     from .daemon import SetupError, load_fuse
+    from .mm.memory import HostMemoryError, check_host_memory
     from .profiles import ProfileError, load_profile
     try:
-        load_profile(args.profile)
+        profile = load_profile(args.profile)
         load_fuse()
     except (ProfileError, SetupError) as e:
         raise CommandError(str(e)) from None
     check_mountpoint(args.mountpoint, args.nonempty)
     if args.state:
         check_state_file(args.state)
+    # a state file's machine keeps its own backing: the daemon checks it as it reads the file
+    if not (args.state and os.path.exists(args.state)):
+        try:
+            check_host_memory(profile, args.backing)
+        except HostMemoryError as e:
+            raise CommandError(str(e)) from None
     if args.foreground:
         return serve_foreground(args)
     return spawn_daemon(args)

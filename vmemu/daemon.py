@@ -20,6 +20,7 @@ and runs as fast as it can; the row is the same whatever the pace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -130,6 +131,7 @@ class Kernel:
     def fault(self, job: dict) -> None:
         """Run one pft job (proc/vmemu/fault write); JobError keeps its errno."""
         from . import pft
+        self.check_job_memory(job)
         with self.job_lock, self.model():
             log.info("fault job start: %s", job)
             tl = self.machine.timeline
@@ -149,6 +151,18 @@ class Kernel:
                 self.last_pid += job["rep"] * job["threads"]
                 self.ctxt += 2 * job["rep"] * job["threads"]
                 self.generation += 1
+
+    def check_job_memory(self, job: dict) -> None:
+        """ENOMEM for a job whose bookkeeping the host's available memory
+        cannot hold (the machine itself was admitted at mount)."""
+        from .mm.memory import HostMemoryError, fits, job_bytes
+        pages = job["nbytes"] // self.machine.page_size
+        try:
+            fits(job_bytes(self.machine.profile, pages), f"a fault job of {pages} pages")
+        except HostMemoryError as e:
+            log.warning("fault job refused: %s", e)
+            from .pft import JobError
+            raise JobError(errno.ENOMEM, f"fault: {e}") from None
 
     def fault_text(self) -> str:
         from . import pft
@@ -242,12 +256,18 @@ def restore_or_boot(state_file: str | None, profile: str, seed: int, backing: st
     """The machine saved in state_file (vmemu mount --state) if the file exists,
     else a freshly booted one.  A bad file is a SetupError: nothing is mounted."""
     if state_file and os.path.exists(state_file):
+        from .mm.memory import HostMemoryError, check_host_memory
         from .profiles import load_profile
         from .state import StateError, load_state
+
+        def admit(saved_profile, saved_backing) -> None:
+            check_host_memory(saved_profile, saved_backing, hint="a saved machine keeps its backing")
         try:
-            machine = load_state(state_file, profile_name=load_profile(profile).name)
+            machine = load_state(state_file, profile_name=load_profile(profile).name, admit=admit)
         except StateError as e:
             raise SetupError(f"refusing --state {e}") from None
+        except HostMemoryError as e:
+            raise SetupError(f"refusing --state {state_file}: {e}") from None
         log.info("restored %s from %s", machine.profile.name, state_file)
         return machine
     machine = Machine(profile, seed=seed, backing=backing)
