@@ -366,8 +366,8 @@ def merged(runs) -> list[tuple[int, int]]:
 BASE_BYTES = 64 << 20
 PER_CPU_BYTES = 128 << 10
 # - the machine: one page_state byte per page frame, and a second while a
-#   save copies a zone's; free lists and per-CPU lists are bounded by the
-#   number of blocks, small on a machine that is not running a job;
+#   save (a checkpoint) holds its copy; free lists and per-CPU lists are
+#   bounded by the number of free blocks, small on a machine between jobs;
 MACHINE_BYTES_PER_PAGE = 2
 # - a fault job, per page of a repetition: the task's pfn array (8 bytes
 #   and its growth), exit's reversed copy (8), and while exit frees them a
