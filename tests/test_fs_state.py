@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import read, vmemu, wait_for
+from conftest import daemon_pid, read, vmemu, wait_for
 from vmemu.mounts import mount_state, run_files
 
 SNAPSHOT = ["proc/vmstat", "proc/buddyinfo", "proc/vmemu/zeroinfo", "proc/meminfo",
@@ -122,11 +122,6 @@ def kill_and_clear(mp):
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
     assert f"daemon {pid} had died" in p.stderr and "was not saved" in p.stderr
     return p.stderr
-
-
-def daemon_pid(mp):
-    with open(run_files(mp)["pid"]) as f:
-        return int(f.read())
 
 
 def test_checkpoint_survives_sigkill(fresh_mountpoint, state_file):

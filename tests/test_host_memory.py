@@ -6,29 +6,14 @@ that much memory available (it reaches the daemon through the CLI)."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from conftest import VMEMU, read, vmemu
+from conftest import cli, one_line, read, vmemu
 from vmemu.mm.memory import HostMemoryError, host_bytes, human_bytes
 from vmemu.mounts import mount_state
 from vmemu.pft.rows import default_jobs, row_bytes
 from vmemu.profiles import load_profile
-
-
-def cli(*args, env=None) -> subprocess.CompletedProcess:
-    p = subprocess.run([*VMEMU, *args], capture_output=True, text=True, timeout=120,
-                       env=None if env is None else {**os.environ, **env})
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def one_line(p, code: int, *words: str) -> None:
-    assert p.returncode == code, (p.returncode, p.stderr)
-    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-    for w in words:
-        assert w in p.stderr, (w, p.stderr)
 
 
 def nothing_mounted(mp: str) -> None:

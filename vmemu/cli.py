@@ -112,14 +112,20 @@ def thread_list(text: str) -> list[int]:
     return [count(item) for item in items]
 
 
+def number(text: str) -> float:
+    """A float option's value, NaN when it is not a number (so that every
+    range check refuses it with the option's own line)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def speed(text: str) -> float:
     """--speed: virtual seconds per wall second, or max (jobs flat out)."""
     if text == "max":
         return math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = number(text)
     if not 0 < value <= MAX_SPEED:
         raise argparse.ArgumentTypeError(
             f"{text!r}: the speed is virtual seconds per wall second, a number above 0 and at most "
@@ -129,10 +135,7 @@ def speed(text: str) -> float:
 
 def checkpoint_interval(text: str) -> float:
     """--checkpoint: seconds between two checkpoints, 0 for none."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = number(text)
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r}: the checkpoint interval is seconds, a number >= 0 "
                                          "(0: no checkpoints)")
@@ -476,10 +479,7 @@ def add_shell(sub) -> None:
 # -- top -------------------------------------------------------------------------
 
 def delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = number(text)
     if not 0.1 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r}: the delay is seconds between frames, 0.1 to 3600")
     return value
