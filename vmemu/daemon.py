@@ -276,6 +276,7 @@ class Checkpoint:
         self._thread = threading.Thread(target=self._run, name="vmemu-checkpoint", daemon=True)
 
     def start(self) -> None:
+        log.info("checkpoints to %s every %g s and after each fault job", self.path, self.interval)
         self._thread.start()
 
     def stop(self) -> None:
@@ -426,18 +427,11 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
     if state_file and checkpoint > 0:
         kernel.checkpoint = Checkpoint(kernel, state_file, checkpoint)
     files = run_files(mountpoint)
-    _remove(files["error"])
-    with open(files["pid"], "w") as f:
-        f.write(f"{os.getpid()}\n")
-    with open(files["info"], "w") as f:
-        json.dump({"pid": os.getpid(), "mountpoint": os.path.realpath(mountpoint),
-                   "profile": machine.profile.name, "seed": seed, "backing": machine.backing,
-                   "speed": speed, "threads": threads, "log": files["log"], "state_file": state_file,
-                   "checkpoint": checkpoint if state_file else 0}, f)
+    write_run_files(files, {"mountpoint": os.path.realpath(mountpoint), "profile": machine.profile.name,
+                            "seed": seed, "backing": machine.backing, "speed": speed, "threads": threads,
+                            "state_file": state_file, "checkpoint": checkpoint if state_file else 0})
     log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
              machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
-    if kernel.checkpoint is not None:
-        log.info("checkpoints to %s every %g s and after each fault job", state_file, checkpoint)
     kernel.start_clock()
     error = None
     try:
@@ -457,6 +451,16 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
         machine.close()
     log.info("unmounted %s", mountpoint)
     return 1 if error else 0
+
+
+def write_run_files(files: dict, info: dict) -> None:
+    """The pid file, and the info file (JSON: the daemon's settings) that
+    vmemu umount and status read; no error file from an earlier run."""
+    _remove(files["error"])
+    with open(files["pid"], "w") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(files["info"], "w") as f:
+        json.dump(dict(info, pid=os.getpid(), log=files["log"]), f)
 
 
 def fuse_options(threads: str, allow_other: bool) -> dict:
