@@ -279,7 +279,8 @@ def add_mount(sub) -> None:
     p.add_argument("--foreground", action="store_true", help="stay attached, log to stderr")
     p.add_argument("--allow-other", action="store_true", help="let other users in (modes still apply)")
     p.add_argument("--backing", choices=("real", "none"), default=None,
-                   help="back page frames with host memory (default: the profile's choice)")
+                   help="back page frames with host memory (default: the profile's choice); a machine "
+                        "the host's available memory cannot hold is refused")
     p.add_argument("--speed", type=speed, default=1.0,
                    help=f"virtual seconds per wall second (above 0, at most {MAX_SPEED}); max: fault jobs "
                         "run flat out (idle time still follows wall time)")
