@@ -34,6 +34,23 @@ def vmemu(*args, check: bool = True, timeout: float = 60) -> subprocess.Complete
     return p
 
 
+def cli(*args, timeout: float = 120, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """`vmemu ARGS` as a user runs it (``env`` added to the environment);
+    fails on a traceback in its stderr."""
+    p = subprocess.run([*VMEMU, *args], capture_output=True, text=True, timeout=timeout,
+                       env=None if env is None else {**os.environ, **env}, **kw)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """Exit code ``code`` with one line on stderr that holds every word."""
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    for w in words:
+        assert w in p.stderr, (w, p.stderr)
+
+
 def sh(cmd: str, cwd: str | None = None, shell: str = "sh", timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a shell command line the way a user would."""
     return subprocess.run([shell, "-c", cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -42,6 +59,12 @@ def sh(cmd: str, cwd: str | None = None, shell: str = "sh", timeout: float = 120
 def read(mp: str, path: str) -> str:
     with open(os.path.join(mp, path)) as f:
         return f.read()
+
+
+def daemon_pid(mp: str) -> int:
+    from vmemu.mounts import run_files
+    with open(run_files(mp)["pid"]) as f:
+        return int(f.read())
 
 
 def make_mountpoint() -> str:

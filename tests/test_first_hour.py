@@ -15,28 +15,10 @@ import sys
 
 import pytest
 
-from conftest import VMEMU, read, sh, wait_for
+from conftest import VMEMU, cli, daemon_pid, one_line, read, sh, wait_for
 from vmemu.mounts import mount_state, run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cli(*args, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run([*VMEMU, *args], capture_output=True, text=True, timeout=timeout, **kw)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> None:
-    assert p.returncode == code, (p.returncode, p.stderr)
-    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-    for w in words:
-        assert w in p.stderr, (w, p.stderr)
-
-
-def daemon_pid(mp: str) -> int:
-    with open(run_files(mp)["pid"]) as f:
-        return int(f.read())
 
 
 # -- 1. reads at an offset on a fresh handle ------------------------------------------

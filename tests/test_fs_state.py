@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import read, vmemu, wait_for
+from conftest import daemon_pid, read, vmemu, wait_for
 from vmemu.mounts import mount_state, run_files
 
 SNAPSHOT = ["proc/vmstat", "proc/buddyinfo", "proc/vmemu/zeroinfo", "proc/meminfo",
@@ -92,3 +92,144 @@ def test_corrupt_or_foreign_state_is_refused(fresh_mountpoint, state_file):
     p = vmemu("mount", mp, "--profile", "altix-8", "--backing", "none", "--state", state_file, check=False)
     assert p.returncode == 1 and "saved with profile 'x86-64', not 'altix-8'" in p.stderr
     assert mount_state(mp) == "unmounted"
+
+
+# -- checkpoints (--checkpoint SECONDS): what a SIGKILL or the OOM killer leaves --------
+
+def checkpoint_shows(state_file, paths):
+    """The files ``paths`` as the machine in the state file would show them
+    (None while there is no valid file): the state as the last checkpoint
+    holds it, rendered by the same code as the mount's."""
+    from vmemu.daemon import Kernel
+    from vmemu.state import StateError, load_state
+    try:
+        m = load_state(state_file)
+    except StateError:
+        return None
+    try:
+        tree = Kernel(m).tree
+        return {p: tree[p].generate().decode() for p in paths}
+    finally:
+        m.close()
+
+
+def kill_and_clear(mp):
+    """kill -9 the daemon, then vmemu umount: one line that reports the death."""
+    pid = daemon_pid(mp)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: mount_state(mp) == "stale")
+    p = vmemu("umount", mp, check=False)
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert f"daemon {pid} had died" in p.stderr and "was not saved" in p.stderr
+    return p.stderr
+
+
+def test_checkpoint_survives_sigkill(fresh_mountpoint, state_file):
+    mp = fresh_mountpoint
+    vmemu("mount", mp, *MOUNT, "--state", state_file, "--checkpoint", "0.5")
+    busy_machine(mp)                          # sysctls, debugfs, a job, scrubd done
+    before = snapshot(mp)
+    wait_for(lambda: checkpoint_shows(state_file, SNAPSHOT) == before)
+    err = kill_and_clear(mp)
+    assert "holds the last checkpoint or save" in err and f"--state {state_file} restores it" in err
+    vmemu("mount", mp, *MOUNT, "--state", state_file)
+    assert snapshot(mp) == before
+    vmemu("umount", mp)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flipped"])
+def test_torn_checkpoint_is_refused(fresh_mountpoint, state_file, damage):
+    mp = fresh_mountpoint
+    vmemu("mount", mp, *MOUNT, "--state", state_file, "--checkpoint", "0.2")
+    wait_for(lambda: os.path.exists(state_file))
+    kill_and_clear(mp)
+    data = bytearray(open(state_file, "rb").read())
+    if damage == "truncated":                 # what a write cut short would leave
+        data = data[:len(data) * 2 // 3]
+    else:
+        data[len(data) // 3] ^= 0x10
+    open(state_file, "wb").write(data)
+    p = vmemu("mount", mp, *MOUNT, "--state", state_file, check=False)
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"vmemu: refusing --state {state_file}: ")
+    assert ("truncated" if damage == "truncated" else "SHA-256") in p.stderr
+    assert mount_state(mp) == "unmounted" and os.listdir(mp) == []
+
+
+def session(mp, state_file, checkpoints: bool):
+    """Two jobs with scrubd on; with checkpoints, each job's end is waited
+    for in the state file before going on.  Returns the rows and vmstat."""
+    rows = []
+    with open(os.path.join(mp, "proc/sys/vm/scrub_start"), "w") as f:
+        f.write("6\n")
+    for job in ("pages=20000 threads=2", "bytes=64M threads=2 rep=2"):
+        with open(os.path.join(mp, "proc/vmemu/fault"), "w") as f:
+            f.write(job + "\n")
+        rows.append(read(mp, "proc/vmemu/fault"))
+        wait_for(lambda: idle(mp))
+        if checkpoints:
+            vmstat = read(mp, "proc/vmstat")
+            wait_for(lambda: checkpoint_shows(state_file, ["proc/vmstat"]) == {"proc/vmstat": vmstat})
+        else:
+            assert not os.path.exists(state_file)
+    return rows, read(mp, "proc/vmstat")
+
+
+def test_checkpoints_never_change_behaviour(fresh_mountpoint, tmp_path):
+    mp, results = fresh_mountpoint, []
+    for interval in ("0", "0.1"):
+        state = str(tmp_path / f"every-{interval}.state")
+        vmemu("mount", mp, "--profile", "x86-64", "--backing", "none", "--speed", "max",
+              "--state", state, "--checkpoint", interval)
+        try:
+            results.append(session(mp, state, interval != "0"))
+        finally:
+            vmemu("umount", mp)
+    assert "checkpoint to" in open(run_files(mp)["log"]).read()
+    assert results[0] == results[1]
+
+
+def test_checkpoint_waits_until_the_machine_is_idle(fresh_mountpoint, state_file):
+    mp = fresh_mountpoint
+    # at 0.05 virtual s per wall s, scrubd needs about 10 s of wall time to
+    # zero x86-64's free memory: checkpoints fall due meanwhile
+    vmemu("mount", mp, *MOUNT[:-1], "0.05", "--state", state_file, "--checkpoint", "0.2")
+    wait_for(lambda: os.path.exists(state_file))
+    fresh = snapshot(mp)
+    with open(os.path.join(mp, "proc/sys/vm/scrub_start"), "w") as f:
+        f.write("0\n")
+    log = run_files(mp)["log"]
+    wait_for(lambda: "checkpoint deferred until the machine is idle" in open(log).read())
+    assert read(mp, "sys/kernel/mm/prezero/scrubd/node0/state") != "sleeping\n"
+    kill_and_clear(mp)
+    # the last checkpoint is the idle machine before the write, not one mid-pass
+    vmemu("mount", mp, *MOUNT, "--state", state_file)
+    assert snapshot(mp) == fresh and idle(mp)
+    vmemu("umount", mp)
+
+
+def test_a_failing_checkpoint_keeps_the_previous_file_and_the_daemon(fresh_mountpoint, state_file):
+    mp = fresh_mountpoint
+    vmemu("mount", mp, *MOUNT, "--state", state_file, "--checkpoint", "0.2")
+    wait_for(lambda: os.path.exists(state_file))
+    log = run_files(mp)["log"]
+    # A checkpoint writes STATE.tmp<pid> and renames it over STATE: a
+    # directory in its way makes every write fail, as a full disk would.
+    blocker = f"{state_file}.tmp{daemon_pid(mp)}"
+    wait_for(lambda: make_dir(blocker))      # not while a checkpoint is writing it
+    kept = open(state_file, "rb").read()
+    wait_for(lambda: f"checkpoint to {state_file} failed: Is a directory; the previous file is kept"
+             in open(log).read())
+    assert open(state_file, "rb").read() == kept
+    assert read(mp, "proc/sys/vm/scrub_start") == "11\n"        # the daemon goes on
+    os.rmdir(blocker)
+    wait_for(lambda: open(state_file, "rb").read() != kept)     # the next interval writes again
+    vmemu("umount", mp)
+
+
+def make_dir(path) -> bool:
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:
+        return False

@@ -29,6 +29,7 @@ DEFAULT_MOUNTPOINT = "./mountpoint"
 MOUNT_TIMEOUT_S = 30
 UMOUNT_TIMEOUT_S = 15
 MAX_SPEED = 1_000_000
+DEFAULT_CHECKPOINT_S = 60.0
 
 
 class UsageError(Exception):
@@ -111,18 +112,33 @@ def thread_list(text: str) -> list[int]:
     return [count(item) for item in items]
 
 
+def number(text: str) -> float:
+    """A float option's value, NaN when it is not a number (so that every
+    range check refuses it with the option's own line)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def speed(text: str) -> float:
     """--speed: virtual seconds per wall second, or max (jobs flat out)."""
     if text == "max":
         return math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = number(text)
     if not 0 < value <= MAX_SPEED:
         raise argparse.ArgumentTypeError(
             f"{text!r}: the speed is virtual seconds per wall second, a number above 0 and at most "
             f"{MAX_SPEED}, or max")
+    return value
+
+
+def checkpoint_interval(text: str) -> float:
+    """--checkpoint: seconds between two checkpoints, 0 for none."""
+    value = number(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: the checkpoint interval is seconds, a number >= 0 "
+                                         "(0: no checkpoints)")
     return value
 
 
@@ -183,15 +199,24 @@ def check_state_file(path: str) -> None:
 
 def cmd_mount(args) -> int:
     from .daemon import SetupError, load_fuse
+    from .mm.memory import HostMemoryError, check_host_memory
     from .profiles import ProfileError, load_profile
+    if args.checkpoint is not None and not args.state:
+        raise UsageError("vmemu mount: --checkpoint needs --state FILE (the file checkpoints are saved to)")
     try:
-        load_profile(args.profile)
+        profile = load_profile(args.profile)
         load_fuse()
     except (ProfileError, SetupError) as e:
         raise CommandError(str(e)) from None
     check_mountpoint(args.mountpoint, args.nonempty)
     if args.state:
         check_state_file(args.state)
+    # a state file's machine keeps its own backing: the daemon checks it as it reads the file
+    if not (args.state and os.path.exists(args.state)):
+        try:
+            check_host_memory(profile, args.backing)
+        except HostMemoryError as e:
+            raise CommandError(str(e)) from None
     if args.foreground:
         return serve_foreground(args)
     return spawn_daemon(args)
@@ -203,12 +228,19 @@ def serve_foreground(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         rc = serve(args.mountpoint, args.profile, args.seed, args.backing, args.speed, args.allow_other,
-                   args.fuse_threads, args.state)
+                   args.fuse_threads, args.state, checkpoint_seconds(args))
     except SetupError as e:
         raise CommandError(str(e)) from None
     if rc:
         raise CommandError(_take_error(args.mountpoint, keep=True) or "the machine was not saved")
     return 0
+
+
+def checkpoint_seconds(args) -> float:
+    """The checkpoint interval in force: --checkpoint, else DEFAULT_CHECKPOINT_S with --state."""
+    if not args.state:
+        return 0
+    return DEFAULT_CHECKPOINT_S if args.checkpoint is None else args.checkpoint
 
 
 def spawn_daemon(args) -> int:
@@ -220,7 +252,8 @@ def spawn_daemon(args) -> int:
     cmd += ["--backing", args.backing] if args.backing else []
     cmd += ["--allow-other"] if args.allow_other else []
     cmd += ["--nonempty"] if args.nonempty else []
-    cmd += ["--state", os.path.abspath(args.state)] if args.state else []
+    cmd += ["--state", os.path.abspath(args.state), "--checkpoint", repr(checkpoint_seconds(args))] \
+        if args.state else []
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     up = lambda: proc.poll() is not None or mounts.mount_state(mp) == mounts.MOUNTED
@@ -246,14 +279,21 @@ def add_mount(sub) -> None:
     p.add_argument("--foreground", action="store_true", help="stay attached, log to stderr")
     p.add_argument("--allow-other", action="store_true", help="let other users in (modes still apply)")
     p.add_argument("--backing", choices=("real", "none"), default=None,
-                   help="back page frames with host memory (default: the profile's choice)")
+                   help="back page frames with host memory (default: the profile's choice); a machine "
+                        "the host's available memory cannot hold is refused")
     p.add_argument("--speed", type=speed, default=1.0,
                    help=f"virtual seconds per wall second (above 0, at most {MAX_SPEED}); max: fault jobs "
                         "run flat out (idle time still follows wall time)")
     p.add_argument("--nonempty", action="store_true", help="mount over a non-empty directory")
     p.add_argument("--state", metavar="FILE",
                    help="restore the machine from FILE if it exists (its profile must match; its seed "
-                        "and backing are kept); save it there on a clean unmount")
+                        "and backing are kept); save it there on a clean unmount, and checkpoint it "
+                        "there while mounted (--checkpoint)")
+    p.add_argument("--checkpoint", metavar="SECONDS", type=checkpoint_interval, default=None,
+                   help=f"with --state: also save the machine to FILE every SECONDS of wall time "
+                        f"(default {DEFAULT_CHECKPOINT_S:g}) and after each fault job, each once the "
+                        "machine is idle, so a SIGKILL or an OOM kill loses at most one interval; "
+                        "0: only at unmount")
     p.add_argument("--fuse-threads", choices=("multi", "single"), default="multi",
                    help=argparse.SUPPRESS)   # for benchmarks/control_plane.py
     p.set_defaults(func=cmd_mount)
@@ -326,10 +366,20 @@ def cmd_umount(args) -> int:
         raise CommandError(error)
     if died and info.get("state_file"):
         raise CommandError(f"daemon {pid} had died (killed?): cleared its mount; the machine was not saved "
-                           f"to {info['state_file']} (the file holds the last save)")
+                           f"to {info['state_file']} at exit ({_last_save(info)})")
     if died:
         print(f"vmemu: daemon {pid} had died (killed?): cleared its mount", file=sys.stderr)
     return 0
+
+
+def _last_save(info: dict) -> str:
+    """What a dead daemon's state file holds, for its umount's line."""
+    path = info["state_file"]
+    if not os.path.exists(path):
+        return "nothing had been saved there yet"
+    when = time.strftime("%H:%M:%S", time.localtime(os.path.getmtime(path)))
+    what = "checkpoint or save" if info.get("checkpoint") else "save"
+    return f"the file holds the last {what}, of {when}; vmemu mount --state {path} restores it"
 
 
 def add_mountpoint_command(sub, name: str, help: str, func) -> None:
@@ -430,10 +480,7 @@ def add_shell(sub) -> None:
 # -- top -------------------------------------------------------------------------
 
 def delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = number(text)
     if not 0.1 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r}: the delay is seconds between frames, 0.1 to 3600")
     return value

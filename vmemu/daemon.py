@@ -15,11 +15,16 @@ at least every OPEN_S it lets the threads waiting for the model lock in
 the real kernel), so every file moves during a job.  One job at a time.
 A job the host cannot keep pace with says so (the log, proc/vmemu/pace)
 and runs as fast as it can; the row is the same whatever the pace.
+
+With ``--state FILE`` the machine is saved there at a clean unmount and,
+while it runs, checkpointed (Checkpoint): a SIGKILL or the host's OOM
+killer loses at most one --checkpoint interval.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -41,6 +46,7 @@ TICK_S = 0.1
 QUANTUM_NS = 2_000_000      # a job's pace is checked every 2 ms of virtual time
 OPEN_S = 0.05              # and the model lock is opened at least this often (wall)
 BEHIND_S = 0.1             # a job further behind its pace than this is reported
+STOP_WAIT_S = 10           # at unmount, how long a checkpoint being written is waited for
 
 
 class Kernel:
@@ -69,7 +75,9 @@ class Kernel:
         fpa.printk = lambda s: log.info("%s", s.strip())
         self.fail_page_alloc = machine.alloc.fail_page_alloc = fpa
         self.tree = procfs.build_tree(self)
+        self.checkpoint: Checkpoint | None = None     # --state with --checkpoint > 0
         self._stop = threading.Event()
+        self._clock_thread: threading.Thread | None = None
 
     # -- model access: the only places that take the lock ---------------------
 
@@ -130,6 +138,7 @@ class Kernel:
     def fault(self, job: dict) -> None:
         """Run one pft job (proc/vmemu/fault write); JobError keeps its errno."""
         from . import pft
+        self.check_job_memory(job)
         with self.job_lock, self.model():
             log.info("fault job start: %s", job)
             tl = self.machine.timeline
@@ -149,6 +158,20 @@ class Kernel:
                 self.last_pid += job["rep"] * job["threads"]
                 self.ctxt += 2 * job["rep"] * job["threads"]
                 self.generation += 1
+                if self.checkpoint is not None:
+                    self.checkpoint.job_done()
+
+    def check_job_memory(self, job: dict) -> None:
+        """ENOMEM for a job whose bookkeeping the host's available memory
+        cannot hold (the machine itself was admitted at mount)."""
+        from .mm.memory import HostMemoryError, fits, job_bytes
+        pages = job["nbytes"] // self.machine.page_size
+        try:
+            fits(job_bytes(self.machine.profile, pages), f"a fault job of {pages} pages")
+        except HostMemoryError as e:
+            log.warning("fault job refused: %s", e)
+            from .pft import JobError
+            raise JobError(errno.ENOMEM, f"fault: {e}") from None
 
     def fault_text(self) -> str:
         from . import pft
@@ -167,10 +190,19 @@ class Kernel:
     # -- virtual time ---------------------------------------------------------
 
     def start_clock(self) -> None:
-        threading.Thread(target=self._clock, name="vmemu-clock", daemon=True).start()
+        self._clock_thread = threading.Thread(target=self._clock, name="vmemu-clock", daemon=True)
+        self._clock_thread.start()
+        if self.checkpoint is not None:
+            self.checkpoint.start()
 
     def stop_clock(self) -> None:
+        """Stop the clock and the checkpoints; a checkpoint being written is
+        waited for (STOP_WAIT_S at most), so the final save comes after it."""
         self._stop.set()
+        if self.checkpoint is not None:
+            self.checkpoint.stop()
+        if self._clock_thread is not None:
+            self._clock_thread.join(STOP_WAIT_S)
 
     def _clock(self) -> None:
         # --speed max runs jobs flat out; idle time still follows wall time
@@ -220,6 +252,89 @@ class Pace:
             self.opened = time.monotonic()
 
 
+class Checkpoint:
+    """The machine saved to the --state file while the daemon runs: every
+    ``interval`` s of wall time and after each fault job.
+
+    A checkpoint never changes what the machine does or when: it is taken
+    only when the machine is idle already (state.snapshot with settle=False:
+    no pending events, scrubd asleep, no BTE transfer, no task on a CPU),
+    never while a fault job runs, and a due one is tried again every TICK_S
+    until then.  The model lock is held only while the state is copied;
+    compressing and writing it (fsync, rename over the old file) happen on
+    this thread without it, so readers wait for the copy alone.  A write
+    that fails is one line in the log; the previous file stays, and the
+    next interval tries again."""
+
+    def __init__(self, kernel: Kernel, path: str, interval: float):
+        self.kernel, self.path, self.interval = kernel, path, interval
+        self.due = False                      # a job ended since the last checkpoint
+        self.next = time.monotonic() + interval
+        self.deferred = False                 # the due one found the machine busy (logged once)
+        self.writing = threading.Lock()       # one writer of the file at a time (the final save too)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vmemu-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        log.info("checkpoints to %s every %g s and after each fault job", self.path, self.interval)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(STOP_WAIT_S)
+
+    def job_done(self) -> None:
+        self.due = True
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            if self.due or time.monotonic() >= self.next:
+                try:
+                    self.save()
+                except Exception:             # a bug: logged, and the daemon goes on
+                    log.exception("checkpoint to %s failed", self.path)
+                    self.due, self.next = False, time.monotonic() + self.interval
+
+    def save(self) -> bool:
+        """One checkpoint, if the machine is idle now; True when written."""
+        from .state import write_snapshot
+        t0 = time.monotonic()
+        snap, held = self._take()
+        if snap is None:
+            return False
+        self.due, self.deferred, self.next = False, False, t0 + self.interval
+        with self.writing:
+            try:
+                write_snapshot(snap, self.path)
+            except OSError as e:
+                log.warning("checkpoint to %s failed: %s; the previous file is kept", self.path,
+                            e.strerror or e)
+                return False
+        log.info("checkpoint to %s: virtual time %.3f s; took %.3f s, the model lock held %.3f s of it",
+                 self.path, snap.now / 1e9, time.monotonic() - t0, held)
+        return True
+
+    def _take(self) -> tuple:
+        """(a snapshot of the machine, the seconds the model lock was held for
+        it), or (None, 0) while the machine is busy."""
+        from .state import StateBusy, snapshot
+        k = self.kernel
+        if k.pace is not None:                # a job runs: not even a wait on its lock
+            return None, 0
+        with k.model():
+            if k.pace is not None:            # a job's open window: never in the middle of one
+                return None, 0
+            t0 = time.monotonic()
+            try:
+                return snapshot(k.machine, settle=False), time.monotonic() - t0
+            except StateBusy as e:
+                if not self.deferred:
+                    log.info("checkpoint deferred until the machine is idle: %s", str(e).split(": ", 1)[-1])
+                    self.deferred = True
+                return None, 0
+
+
 class SetupError(Exception):
     """A one-line reason the daemon cannot start."""
 
@@ -242,12 +357,18 @@ def restore_or_boot(state_file: str | None, profile: str, seed: int, backing: st
     """The machine saved in state_file (vmemu mount --state) if the file exists,
     else a freshly booted one.  A bad file is a SetupError: nothing is mounted."""
     if state_file and os.path.exists(state_file):
+        from .mm.memory import HostMemoryError, check_host_memory
         from .profiles import load_profile
         from .state import StateError, load_state
+
+        def admit(saved_profile, saved_backing) -> None:
+            check_host_memory(saved_profile, saved_backing, hint="a saved machine keeps its backing")
         try:
-            machine = load_state(state_file, profile_name=load_profile(profile).name)
+            machine = load_state(state_file, profile_name=load_profile(profile).name, admit=admit)
         except StateError as e:
             raise SetupError(f"refusing --state {e}") from None
+        except HostMemoryError as e:
+            raise SetupError(f"refusing --state {state_file}: {e}") from None
         log.info("restored %s from %s", machine.profile.name, state_file)
         return machine
     machine = Machine(profile, seed=seed, backing=backing)
@@ -262,16 +383,22 @@ def save_on_exit(kernel: Kernel, state_file: str | None) -> str | None:
     if not state_file:
         return None
     from .state import StateError, save_state
-    if not kernel.lock.acquire(timeout=5):
-        return f"not saved to {state_file}: a fault job still holds the machine"
+    writing = kernel.checkpoint.writing if kernel.checkpoint is not None else threading.Lock()
+    if not writing.acquire(timeout=5):
+        return f"not saved to {state_file}: a checkpoint is still writing it"
     try:
-        save_state(kernel.machine, state_file)
-        log.info("saved the machine to %s", state_file)
-        return None
-    except (StateError, OSError) as e:
-        return f"not saved to {state_file}: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
+        if not kernel.lock.acquire(timeout=5):
+            return f"not saved to {state_file}: a fault job still holds the machine"
+        try:
+            save_state(kernel.machine, state_file)
+            log.info("saved the machine to %s", state_file)
+            return None
+        except (StateError, OSError) as e:
+            return f"not saved to {state_file}: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
+        finally:
+            kernel.lock.release()
     finally:
-        kernel.lock.release()
+        writing.release()
 
 
 def extra_fuse_options() -> dict:
@@ -286,24 +413,23 @@ def extra_fuse_options() -> dict:
 
 def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = None,
           speed: float = 1.0, allow_other: bool = False, threads: str = "multi",
-          state_file: str | None = None) -> int:
+          state_file: str | None = None, checkpoint: float = 0) -> int:
     """Mount and serve until unmounted or signalled (SIGTERM/SIGINT: libfuse's
     own handlers unmount; no Python handler is installed for them).  Returns
     1 when the machine could not be saved to state_file at the end: the
     reason is printed, logged and left in the run files' "error" file for
-    `vmemu umount` to report."""
+    `vmemu umount` to report.  ``checkpoint``: with a state_file, also save
+    the machine there every that many seconds and after each job (0: never)."""
     load_fuse()
     from .fs.fuse_ops import VmemuFUSE, VmemuOps
     machine = restore_or_boot(state_file, profile, seed, backing)
     kernel = Kernel(machine, seed, speed)
+    if state_file and checkpoint > 0:
+        kernel.checkpoint = Checkpoint(kernel, state_file, checkpoint)
     files = run_files(mountpoint)
-    _remove(files["error"])
-    with open(files["pid"], "w") as f:
-        f.write(f"{os.getpid()}\n")
-    with open(files["info"], "w") as f:
-        json.dump({"pid": os.getpid(), "mountpoint": os.path.realpath(mountpoint),
-                   "profile": machine.profile.name, "seed": seed, "backing": machine.backing,
-                   "speed": speed, "threads": threads, "log": files["log"], "state_file": state_file}, f)
+    write_run_files(files, {"mountpoint": os.path.realpath(mountpoint), "profile": machine.profile.name,
+                            "seed": seed, "backing": machine.backing, "speed": speed, "threads": threads,
+                            "state_file": state_file, "checkpoint": checkpoint if state_file else 0})
     log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
              machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
     kernel.start_clock()
@@ -325,6 +451,16 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
         machine.close()
     log.info("unmounted %s", mountpoint)
     return 1 if error else 0
+
+
+def write_run_files(files: dict, info: dict) -> None:
+    """The pid file, and the info file (JSON: the daemon's settings) that
+    vmemu umount and status read; no error file from an earlier run."""
+    _remove(files["error"])
+    with open(files["pid"], "w") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(files["info"], "w") as f:
+        json.dump(dict(info, pid=os.getpid(), log=files["log"]), f)
 
 
 def fuse_options(threads: str, allow_other: bool) -> dict:

@@ -351,3 +351,101 @@ def merged(runs) -> list[tuple[int, int]]:
         else:
             out.append((first, n))
     return out
+
+
+# -- how much host memory a machine may make the host hold ---------------------------
+#
+# The one estimate behind every refusal and every worker count (vmemu mount,
+# a state file's restore, a fault job, vmemu pft and its -j), so that the
+# host's OOM killer never has to choose: a machine that cannot fit is refused
+# before it is built.  Worst cases, measured on CPython 3.11 (VmHWM and
+# ru_maxrss; the figures are in docs/reliability.md):
+#
+# - the process itself: an idle daemon of x86-64 or altix-8 holds 26 MiB,
+#   altix-512's (512 CPUs, 256 nodes: its files and per-CPU lists) 68 MiB;
+BASE_BYTES = 64 << 20
+PER_CPU_BYTES = 128 << 10
+# - the machine: one page_state byte per page frame, and a second while a
+#   save (a checkpoint) holds its copy; free lists and per-CPU lists are
+#   bounded by the number of free blocks, small on a machine between jobs;
+MACHINE_BYTES_PER_PAGE = 2
+# - a fault job, per page of a repetition: the task's pfn array (8 bytes
+#   and its growth), exit's reversed copy (8), and while exit frees them a
+#   sorted list of the pfns as Python ints (8 + 32) and a set over them
+#   (16 to 43): about 100 bytes derived; 52 measured at the peak of a
+#   one-thread job (x86-64 stock, 99 % of memory), 8 to 15 with more
+#   threads; 128 leaves a margin;
+JOB_BYTES_PER_PAGE = 128
+# - real backing: every page frame can become resident (scrubd clears every
+#   free page; a job touches its pages; exit poisons them), so all of it.
+
+
+class HostMemoryError(Exception):
+    """A machine or job the host's available memory cannot hold (one line)."""
+
+
+def host_bytes(profile, backing: str | None = None, job_pages: int = 0) -> int:
+    """The most host memory a machine of ``profile`` with ``backing`` (None:
+    the profile's) may make the host hold, with a fault job of ``job_pages``
+    pages per repetition running (0: between jobs)."""
+    backing = backing or profile.machine["backing"]
+    pages = profile.total_pages
+    need = BASE_BYTES + PER_CPU_BYTES * profile.nr_cpus + MACHINE_BYTES_PER_PAGE * pages
+    need += job_bytes(profile, job_pages)
+    if backing == "real":
+        need += pages * profile.machine["page_size"]
+    return need
+
+
+def job_bytes(profile, job_pages: int) -> int:
+    """What a fault job of ``job_pages`` pages per repetition adds to its
+    machine's host memory (its bookkeeping; real backing is counted whole
+    with the machine)."""
+    return JOB_BYTES_PER_PAGE * min(job_pages, profile.total_pages)
+
+
+def host_bytes_available() -> int:
+    """The host memory available to a new process (psutil: MemAvailable).
+    VMEMU_HOST_AVAILABLE=SIZE (memparse: 2G, 512M) pretends the host has
+    that much, for tests of the refusals."""
+    fake = os.environ.get("VMEMU_HOST_AVAILABLE")
+    if fake is not None:
+        from ..lib.cmdline import memparse
+        try:
+            return memparse(fake.strip())
+        except OSError as e:
+            raise HostMemoryError(f"VMEMU_HOST_AVAILABLE={fake!r}: {e.strerror}; expected a size "
+                                  "such as 2G") from None
+    import psutil
+    return psutil.virtual_memory().available
+
+
+def check_host_memory(profile, backing: str | None = None, job_pages: int = 0,
+                      hint: str | None = None) -> int:
+    """host_bytes, if the host has that much available; else HostMemoryError
+    (see fits).  ``hint`` ends the line; by default --backing none, when
+    that would fit."""
+    backing = backing or profile.machine["backing"]
+    need = host_bytes(profile, backing, job_pages)
+    if hint is None and backing == "real" and host_bytes(profile, "none", job_pages) <= host_bytes_available():
+        hint = "use --backing none"
+    return fits(need, f"{profile.name} with {backing} backing", hint)
+
+
+def fits(need: int, what: str, hint: str | None = None) -> int:
+    """need, if the host has that much memory available; else one line:
+    what may hold how much, and how much the host has."""
+    have = host_bytes_available()
+    if need > have:
+        raise HostMemoryError(f"{what} may hold {human_bytes(need)} of host memory; this host has "
+                              f"{human_bytes(have)} available" + (f" ({hint})" if hint else ""))
+    return need
+
+
+def human_bytes(n: int) -> str:
+    """1536 MiB -> '1.5 GiB': binary units, one decimal."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    i = 0
+    while n >= 1024 ** (i + 1) and i < len(units) - 1:
+        i += 1
+    return f"{n} bytes" if i == 0 else f"{n / 1024 ** i:.1f} {units[i]}"

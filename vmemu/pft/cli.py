@@ -76,6 +76,7 @@ def job_specs(args, profile) -> list[dict]:
 def cmd_pft(args) -> int:
     from .. import pft
     from ..cli import CommandError, UsageError
+    from ..mm.memory import HostMemoryError
     from ..profiles import ProfileError, load_profile
     try:
         profile = load_profile(args.profile)
@@ -84,14 +85,16 @@ def cmd_pft(args) -> int:
     check_conflicts(args, profile)
     check_plot(args.plot)
     progress = pft.Progress(sys.stderr)
-    if args.compare_seed:
-        pairs = pft.compare_seed(profile, args.seed, backing=args.backing or "none", progress=progress,
-                                 jobs=args.jobs)
-        print(pft.format_comparison(pairs))
-        return pft.plot(pairs, args.plot) if args.plot else 0
-    specs = job_specs(args, profile)
     try:
+        if args.compare_seed:
+            pairs = pft.compare_seed(profile, args.seed, backing=args.backing or "none", progress=progress,
+                                     jobs=args.jobs)
+            print(pft.format_comparison(pairs))
+            return pft.plot(pairs, args.plot) if args.plot else 0
+        specs = job_specs(args, profile)
         results = pft.run_rows(specs, args.jobs, progress)
+    except HostMemoryError as e:          # found before any row ran
+        raise UsageError(f"vmemu pft: {e}") from None
     except pft.JobError as e:
         raise CommandError(f"pft: {e.strerror}") from None
     fmt = args.format or "2004"
@@ -133,8 +136,9 @@ def add_pft(sub) -> None:
     p.add_argument("--backing", choices=("real", "none"), help="override the profile's memory backing")
     p.add_argument("--format", choices=("2004", "2006", "csv", "json"), help="default 2004")
     p.add_argument("-j", "--jobs", type=positive,
-                   help="rows to run at once, each in its own process (default: one per host CPU, "
-                        "as host memory allows); the rows are the same whatever the number")
+                   help="rows to run at once, each in its own process (default: one per host CPU); "
+                        "never more than host memory holds (a larger N is capped, with a note); the "
+                        "rows are the same whatever the number")
     p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
     p.add_argument("--compare-seed", action="store_true",
                    help="run the seed's 9 rows on the profile and print ours beside the seed's")

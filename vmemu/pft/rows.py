@@ -9,22 +9,51 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from .job import JobResult, run_row
 
 
-def default_jobs(specs: list[dict]) -> int:
-    """One process per host CPU, no more than there are rows, and no more
-    machines with real memory than the host has memory available for."""
-    jobs = min(len(specs), len(os.sched_getaffinity(0)))
-    real = [_profile_of(s) for s in specs]
-    real = [p for p, s in zip(real, specs) if (s["machine"].get("backing") or p.machine["backing"]) == "real"]
-    if real and jobs > 1:
-        import psutil
-        from ..profiles import parse_size
-        biggest = max(p.machine["nodes"] * parse_size(p.machine["node_memory"]) for p in real)
-        jobs = min(jobs, psutil.virtual_memory().available // biggest)
+def default_jobs(specs: list[dict], requested: int | None = None, note=None) -> int:
+    """How many processes to run rows in: ``requested`` (-j), else one per
+    host CPU; no more than there are rows, and no more than the host's
+    available memory holds at each row's worst case (row_bytes).  The one
+    worker count of every fan-out of rows (pft, the seed's table, sweeps).
+
+    HostMemoryError when one row alone cannot fit.  A request above what
+    memory allows is capped, and ``note(line)`` says so (default: a line on
+    stderr); it is not an error."""
+    from ..mm.memory import check_host_memory, host_bytes_available, human_bytes
+    if not specs:
+        return 1
+    needs = [row_bytes(s) for s in specs]
+    biggest = specs[needs.index(max(needs))]
+    check_host_memory(*_machine_and_job(biggest))
+    have = host_bytes_available()
+    fit = max(1, have // max(needs))
+    jobs = min(len(specs), requested or len(os.sched_getaffinity(0)))
+    if jobs > fit:
+        if requested:
+            (note or _note)(f"-j {requested} capped to {fit}: each row may hold {human_bytes(max(needs))} "
+                            f"of host memory; this host has {human_bytes(have)} available")
+        jobs = fit
     return max(1, jobs)
+
+
+def row_bytes(spec: dict) -> int:
+    """The most host memory one row may hold: its machine and its job (host_bytes)."""
+    from ..mm.memory import host_bytes
+    return host_bytes(*_machine_and_job(spec))
+
+
+def _machine_and_job(spec: dict) -> tuple:
+    """(profile, backing, pages per repetition) of a row spec."""
+    profile = _profile_of(spec)
+    return profile, spec["machine"].get("backing"), spec["job"]["nbytes"] // profile.machine["page_size"]
+
+
+def _note(line: str) -> None:
+    print(f"vmemu pft: {line}", file=sys.stderr)
 
 
 def _profile_of(spec: dict):
@@ -33,10 +62,11 @@ def _profile_of(spec: dict):
     return load_profile(profile, spec["machine"].get("overrides")) if isinstance(profile, str) else profile
 
 
-def run_rows(specs: list[dict], jobs: int | None = None, progress=None) -> list[JobResult]:
-    """run_row for every spec, in up to ``jobs`` processes (default_jobs when
-    None); results in the order given.  A row's JobError is raised."""
-    jobs = default_jobs(specs) if jobs is None else jobs
+def run_rows(specs: list[dict], jobs: int | None = None, progress=None, note=None) -> list[JobResult]:
+    """run_row for every spec, in up to ``jobs`` processes (as default_jobs
+    allows; HostMemoryError before any row when one cannot fit); results in
+    the order given.  A row's JobError is raised."""
+    jobs = default_jobs(specs, jobs, note)
     if jobs <= 1 or len(specs) <= 1:
         results = [run_row(spec, progress) for spec in specs]
     else:
