@@ -72,10 +72,16 @@ class Rows:
 
     def __iter__(self):
         for i, spec in enumerate(self.specs):
-            try:
-                yield i, run_row(spec, self.progress)
-            except JobError as e:
-                yield i, e
+            yield i, row_outcome(spec, self.progress)
+
+
+def row_outcome(spec: dict, progress=None) -> JobResult | JobError:
+    """run_row, its JobError returned, not raised: a row that could not run
+    is one outcome among the others (what a worker sends back)."""
+    try:
+        return run_row(spec, progress)
+    except JobError as e:
+        return e
 
 
 _shared_faults = None      # in a worker: the parent's fault counter
@@ -106,8 +112,8 @@ def memory_thread_policy(memory_thread: bool) -> None:
     os.environ.setdefault("VMEMU_MEMORY_THREAD", "1" if memory_thread else "0")
 
 
-def _row_in_worker(spec: dict) -> JobResult:
-    return run_row(spec, _SharedTicks() if _shared_faults is not None else None)
+def _row_in_worker(spec: dict) -> JobResult | JobError:
+    return row_outcome(spec, _SharedTicks() if _shared_faults is not None else None)
 
 
 class PooledRows(Rows):
@@ -140,10 +146,7 @@ class PooledRows(Rows):
             if self.progress is not None:
                 self.progress.tick(self.counter.value - self.progress.faults)
             for f in sorted(done, key=index.get):
-                try:
-                    yield index[f], f.result()
-                except JobError as e:
-                    yield index[f], e
+                yield index[f], f.result()
         self.finished = True
 
     def __exit__(self, *exc) -> None:
