@@ -6,6 +6,7 @@ and workers started here, one of them killed mid-sweep), failures, Ctrl-C,
 import csv
 import io
 import json
+import math
 import os
 import pty
 import signal
@@ -100,6 +101,41 @@ def test_bad_options_are_usage_errors(tmp_path, args, message):
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 
+SPEC_KEYS = ["profile", "kernel", "gigabytes", "bytes", "rep", "threads", "cachelines", "scrub_start", "scrub_stop",
+             "scrub_load", "prezeroed", "bte", "backing", "seed", "zero", "format", "thread", "zip"]
+SPEC_VALUES = ['"x86-64"', '"altix-8"', '"stock"', '"prezero"', '"none"', '"1M"', '"0x10"', '"010"', '"-1"', '""',
+               '"1,2"', "0", "1", "2", "-3", "1.5", "true", "false", "[]", "[1, 2]", "[0, 1]", '["1M", "2M"]',
+               '["stock", "prezero"]', "[true]", "{}"]
+
+
+def test_any_spec_is_a_usage_error_or_a_grid(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vmemu.cli import UsageError
+
+    path, outcomes = tmp_path / "any.toml", set()
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.dictionaries(st.sampled_from(SPEC_KEYS), st.sampled_from(SPEC_VALUES), max_size=3),
+           st.just({}) | st.dictionaries(st.sampled_from(SPEC_KEYS), st.sampled_from(SPEC_VALUES), max_size=2))
+    def check(top, zipped):
+        lines = [f"{k} = {v}" for k, v in top.items() if k != "zip"]
+        lines += ["[zip]"] + [f"{k} = {v}" for k, v in zipped.items()] if zipped else []
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            s = load_spec(str(path))
+        except UsageError as e:
+            assert str(e).startswith(f"vmemu sweep: {path}") and "\n" not in str(e), str(e)
+            outcomes.add("refused")
+        else:
+            assert len(s.points) == (math.prod(s.shape) if s.shape else 1)
+            outcomes.add("grid" if s.shape else "point")
+
+    check()
+    assert outcomes == {"refused", "grid", "point"}
+
+
 def test_numbers_read_as_the_kernel_reads_them(tmp_path):
     s = load_spec(str(spec(tmp_path, 'bytes = ["0x100000", "1M", 1048576]\nthreads = "0x2"\nseed = "010"\n'
                                        'scrub_load = "-1"\nrep = 0x3')))
@@ -179,6 +215,17 @@ def test_resume_runs_only_the_points_not_in_the_file(tmp_path):
     out.write_text(full + "other,none,8M,stock,0,1,1,1,0.001,0.002,0.003,4.000,5.000\n")
     p = sweep(path, "--out", out, "--resume", check=False)
     assert p.returncode == 2 and "row 9 (other,none,8M," in p.stderr and "no point of" in p.stderr
+
+
+def test_resume_a_json_file(tmp_path):
+    path, out = spec(tmp_path, TINY), tmp_path / "out.json"
+    sweep(path, "--out", out, "-j", "2")
+    full = out.read_text()
+    items = json.loads(full)
+    items[0]["fault_wsec"] = 1.0                 # kept, not run again
+    out.write_text(json.dumps(items[:3] + items[5:], indent=1) + "\n")
+    sweep(path, "--out", out, "--resume")
+    assert json.loads(out.read_text()) == items and out.read_text() == json.dumps(items, indent=1) + "\n"
 
 
 def test_ctrl_c_stops_the_workers_and_keeps_the_file(tmp_path):
