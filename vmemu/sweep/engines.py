@@ -72,7 +72,11 @@ class ClusterRows:
         self.client = connect(address)
         run = uuid.uuid4().hex[:12]        # two sweeps on one cluster share no task
         keys = [f"vmemu-sweep-{run}-{i}" for i in range(len(specs))]
-        self.futures = self.client.map(row_outcome, specs, key=keys, pure=False)
+        try:
+            self.futures = self.client.map(row_outcome, specs, key=keys, pure=False)
+        except BaseException:
+            self.client.close()
+            raise
         self.index = {f.key: i for i, f in enumerate(self.futures)}
         self.finished = False
 
