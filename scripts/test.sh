@@ -23,7 +23,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV/bin/pip" install -q -e '.[test]'
+# cluster: tests/test_sweep.py starts a real dask scheduler and workers; plot: the plots are drawn
+"$VENV/bin/pip" install -q -e '.[test,cluster,plot]'
 
 set +e
 "$VENV/bin/python" -m pytest "$@"

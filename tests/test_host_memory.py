@@ -49,6 +49,15 @@ def test_a_small_host_refuses_altix_8_real(fresh_mountpoint):
     one_line(cli("pft", "-b", "8M", env={"VMEMU_HOST_AVAILABLE": "lots"}), 2, "VMEMU_HOST_AVAILABLE='lots'")
 
 
+def test_a_sweep_with_a_point_the_host_cannot_hold_is_refused_before_any_point(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('profile = "x86-64"\nbytes = "8M"\nbacking = ["none", "real"]\n')
+    out = tmp_path / "rows.csv"
+    p = cli("sweep", spec, "--out", out, env={"VMEMU_HOST_AVAILABLE": "1G"})
+    one_line(p, 2, "vmemu sweep: x86-64 with real backing may hold 2.1 GiB")
+    assert not out.exists()
+
+
 def test_an_explicit_j_is_capped_by_memory():
     args = ["pft", "-b", "8M", "-f", "1,2", "--profile", "x86-64", "--backing", "none"]
     need = max(row_bytes(s) for s in _specs(args))

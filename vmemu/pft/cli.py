@@ -16,6 +16,15 @@ JOB_OPTIONS = {"gigabytes": "-g", "bytes": "-b", "rep": "-r", "threads": "-f", "
                "bte": "--bte", "format": "--format", "verbose": "-v"}
 PREZERO_ONLY = {"prezeroed": "--prezeroed", "scrub_start": "--scrub-start", "scrub_stop": "--scrub-stop",
                 "scrub_load": "--scrub-load", "bte": "--bte"}
+# Options that say how pft runs and prints, not what a row is: every other
+# option describes a row (what a sweep spec may set, see row_options)
+RUN_OPTIONS = ("help", "title", "verbose", "format", "jobs", "plot", "compare_seed")
+
+
+def flag(name: str, value: str | None = None) -> str:
+    """An option as pft's command line spells it (--kernel prezero): how
+    check_conflicts names options unless its caller names them otherwise."""
+    return JOB_OPTIONS.get(name, "--" + name.replace("_", "-")) + ("" if value is None else f" {value}")
 
 
 def given(args, name: str) -> bool:
@@ -23,22 +32,24 @@ def given(args, name: str) -> bool:
     return value not in (None, False, [])
 
 
-def check_conflicts(args, profile) -> None:
+def check_conflicts(args, profile, prog: str = "vmemu pft", option=flag) -> None:
+    """Options that do not go together: a UsageError that names them with
+    ``option(name, value=None)`` (vmemu sweep names them as its spec's keys)."""
     from ..cli import UsageError
     if args.compare_seed:
-        extra = [flag for name, flag in JOB_OPTIONS.items() if given(args, name)]
+        extra = [option(name) for name in JOB_OPTIONS if given(args, name)]
         if extra:
-            raise UsageError(f"vmemu pft: --compare-seed runs the seed's own rows; it takes no {extra[0]}")
+            raise UsageError(f"{prog}: {option('compare_seed')} runs the seed's own rows; it takes no {extra[0]}")
     if args.kernel == "stock":
-        extra = [flag for name, flag in PREZERO_ONLY.items() if given(args, name)]
+        extra = [option(name) for name in PREZERO_ONLY if given(args, name)]
         if extra:
-            raise UsageError(f"vmemu pft: {extra[0]} needs --kernel prezero (the stock kernel has no "
+            raise UsageError(f"{prog}: {extra[0]} needs {option('kernel', 'prezero')} (the stock kernel has no "
                              "zeroed free lists and no scrubd)")
     if args.bte and profile.bte["engines_per_node"] == 0:
-        raise UsageError(f"vmemu pft: --bte: {profile.name} has no BTE")
+        raise UsageError(f"{prog}: {option('bte')}: {profile.name} has no BTE")
 
 
-def check_plot(path: str | None) -> None:
+def check_plot(path: str | None, prog: str = "vmemu pft") -> None:
     """--plot FILE.png: matplotlib is there and FILE can be written, before any row runs."""
     from ..cli import UsageError, file_problem
     if not path:
@@ -46,13 +57,45 @@ def check_plot(path: str | None) -> None:
     try:
         import matplotlib  # noqa: F401  (only: is it there)
     except ImportError:
-        raise UsageError("vmemu pft: --plot needs matplotlib: pip install 'vmemu[plot]'") from None
+        raise UsageError(f"{prog}: --plot needs matplotlib: pip install 'vmemu[plot]'") from None
     problem = file_problem(path)
     if problem:
-        raise UsageError(f"vmemu pft: --plot {path}: {problem}")
+        raise UsageError(f"{prog}: --plot {path}: {problem}")
 
 
-def job_specs(args, profile) -> list[dict]:
+def load(name: str, prog: str = "vmemu pft"):
+    """The profile NAME (a shipped one or a file), or a UsageError."""
+    from ..cli import UsageError
+    from ..profiles import ProfileError, load_profile
+    try:
+        return load_profile(name)
+    except ProfileError as e:
+        raise UsageError(f"{prog}: {e}") from None
+
+
+def options_parser():
+    """A parser of pft's options alone: what a sweep spec reads its keys with,
+    so an option added to `vmemu pft` is a key there too."""
+    from ..cli import Parser
+    p = Parser(prog="vmemu pft")
+    add_options(p)
+    return p
+
+
+def row_options(p) -> dict:
+    """The options of parser ``p`` (options_parser) that describe a row, by
+    name (dest): their argparse actions, with the type that reads a value
+    and the choices it may take."""
+    # argparse has no public list of a parser's actions or groups: these are they
+    return {a.dest: a for a in p._actions if a.dest not in RUN_OPTIONS}
+
+
+def exclusive_options(p) -> list[tuple[str, ...]]:
+    """The groups of options of parser ``p`` of which one only may be given (-g or -b)."""
+    return [tuple(a.dest for a in group._group_actions) for group in p._mutually_exclusive_groups]
+
+
+def job_specs(args, profile, prog: str = "vmemu pft") -> list[dict]:
     """One row spec per thread count, each job checked (check_job)."""
     from ..cli import UsageError
     from .job import JobError, check_job
@@ -64,7 +107,7 @@ def job_specs(args, profile) -> list[dict]:
         try:
             check_job(profile, nbytes, n, rep, cachelines)
         except JobError as e:
-            raise UsageError(f"vmemu pft: {e.strerror}") from None
+            raise UsageError(f"{prog}: {e.strerror}") from None
     scrub = {k: v for k, v in (("scrub_start", args.scrub_start), ("scrub_stop", args.scrub_stop),
                                ("scrub_load", args.scrub_load)) if v is not None}
     machine = dict(profile=profile, seed=args.seed, kernel=args.kernel or "prezero",
@@ -77,11 +120,7 @@ def cmd_pft(args) -> int:
     from .. import pft
     from ..cli import CommandError, UsageError
     from ..mm.memory import HostMemoryError
-    from ..profiles import ProfileError, load_profile
-    try:
-        profile = load_profile(args.profile)
-    except ProfileError as e:
-        raise UsageError(f"vmemu pft: {e}") from None
+    profile = load(args.profile)
     check_conflicts(args, profile)
     check_plot(args.plot)
     progress = pft.Progress(sys.stderr)
@@ -108,12 +147,18 @@ def cmd_pft(args) -> int:
 
 
 def add_pft(sub) -> None:
-    from ..cli import count, positive, size, sysctl_int, thread_list
     p = sub.add_parser("pft", help="run the seed's page fault test on the emulated machine",
                        description="pft, the page fault test of the seed, in virtual time. "
                                    "Several -f values (or -f 1,2,4,8) give one row each. Numbers are "
                                    "read as the kernel reads them: 0x hex, a leading 0 octal; sizes may "
                                    "end in K, M, G or T.")
+    add_options(p)
+    p.set_defaults(func=cmd_pft)
+
+
+def add_options(p) -> None:
+    """pft's options: the one list, for `vmemu pft` and a sweep spec's keys."""
+    from ..cli import count, positive, size, sysctl_int, thread_list
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("-g", dest="gigabytes", type=count, help="gigabytes per repetition (default 1)")
     amount.add_argument("-b", dest="bytes", type=size, help="bytes per repetition, e.g. 64M")
@@ -142,4 +187,3 @@ def add_pft(sub) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
     p.add_argument("--compare-seed", action="store_true",
                    help="run the seed's 9 rows on the profile and print ours beside the seed's")
-    p.set_defaults(func=cmd_pft)

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from .job import JobResult, run_row
+from .job import JobError, JobResult, run_row
 
 
 def default_jobs(specs: list[dict], requested: int | None = None, note=None) -> int:
@@ -66,14 +66,52 @@ def run_rows(specs: list[dict], jobs: int | None = None, progress=None, note=Non
     """run_row for every spec, in up to ``jobs`` processes (as default_jobs
     allows; HostMemoryError before any row when one cannot fit); results in
     the order given.  A row's JobError is raised."""
-    jobs = default_jobs(specs, jobs, note)
-    if jobs <= 1 or len(specs) <= 1:
-        results = [run_row(spec, progress) for spec in specs]
-    else:
-        results = _run_rows_parallel(specs, jobs, progress)
+    results: list = [None] * len(specs)
+    with completed_rows(specs, default_jobs(specs, jobs, note), progress) as rows:
+        for i, outcome in rows:
+            if isinstance(outcome, JobError):
+                raise outcome
+            results[i] = outcome
     if progress is not None:
         progress.done()
     return results
+
+
+def completed_rows(specs: list[dict], jobs: int, progress=None) -> "Rows":
+    """The rows of ``specs`` as they complete, in up to ``jobs`` worker
+    processes (here, one after the other, when jobs is 1): a context
+    manager that gives (index, JobResult, or the row's JobError).  The
+    workers are forked now; leaving the context early (a failed row, a
+    Ctrl-C) stops them, the rows they were running with them."""
+    if jobs <= 1 or len(specs) <= 1:
+        return Rows(specs, progress)
+    return PooledRows(specs, jobs, progress)
+
+
+class Rows:
+    """Rows one after the other, in this process."""
+
+    def __init__(self, specs: list[dict], progress=None):
+        self.specs, self.progress = specs, progress
+
+    def __enter__(self):
+        return iter(self)
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def __iter__(self):
+        for i, spec in enumerate(self.specs):
+            yield i, row_outcome(spec, self.progress)
+
+
+def row_outcome(spec: dict, progress=None) -> JobResult | JobError:
+    """run_row, its JobError returned, not raised: a row that could not run
+    is one outcome among the others (what a worker sends back)."""
+    try:
+        return run_row(spec, progress)
+    except JobError as e:
+        return e
 
 
 _shared_faults = None      # in a worker: the parent's fault counter
@@ -104,38 +142,49 @@ def memory_thread_policy(memory_thread: bool) -> None:
     os.environ.setdefault("VMEMU_MEMORY_THREAD", "1" if memory_thread else "0")
 
 
-def _row_in_worker(spec: dict) -> JobResult:
-    return run_row(spec, _SharedTicks() if _shared_faults is not None else None)
+def _row_in_worker(spec: dict) -> JobResult | JobError:
+    return row_outcome(spec, _SharedTicks() if _shared_faults is not None else None)
 
 
-def _run_rows_parallel(specs: list[dict], jobs: int, progress) -> list[JobResult]:
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-    ctx = multiprocessing.get_context("fork")     # a CLI process, no threads: fork is safe and quick
-    counter = ctx.Value("q", 0)
-    spare = len(os.sched_getaffinity(0)) >= 2 * jobs
-    # the workers are forked while Ctrl-C is ignored, so that they inherit
-    # that (a SIGINT amid a fork would hit the child before it is set up)
-    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(counter, spare))
-        futures = [pool.submit(_row_in_worker, spec) for spec in specs]
-    finally:
-        signal.signal(signal.SIGINT, sigint)
-    try:
-        pending = set(futures)
+class PooledRows(Rows):
+    """Rows in a pool of forked worker processes, as they complete."""
+
+    def __init__(self, specs: list[dict], jobs: int, progress=None):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        super().__init__(specs, progress)
+        ctx = multiprocessing.get_context("fork")     # a CLI process, no threads: fork is safe and quick
+        self.counter = ctx.Value("q", 0)
+        spare = len(os.sched_getaffinity(0)) >= 2 * jobs
+        # the workers are forked while Ctrl-C is ignored, so that they inherit
+        # that (a SIGINT amid a fork would hit the child before it is set up)
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                            initargs=(self.counter, spare))
+            self.futures = [self.pool.submit(_row_in_worker, spec) for spec in specs]
+        finally:
+            signal.signal(signal.SIGINT, sigint)
+        self.finished = False
+
+    def __iter__(self):
+        from concurrent.futures import FIRST_COMPLETED, wait
+        index = {f: i for i, f in enumerate(self.futures)}
+        pending = set(self.futures)
         while pending:
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-            if progress is not None:
-                progress.tick(counter.value - progress.faults)
-            if any(f.exception() is not None for f in done):
-                break
-        results = [f.result() for f in futures]
-    except BaseException:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if self.progress is not None:
+                self.progress.tick(self.counter.value - self.progress.faults)
+            for f in sorted(done, key=index.get):
+                yield index[f], f.result()
+        self.finished = True
+
+    def __exit__(self, *exc) -> None:
+        import multiprocessing
+        if self.finished:
+            self.pool.shutdown()
+            return
         # a failed row or Ctrl-C: the other rows are not waited for
-        pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             child.terminate()
-        raise
-    pool.shutdown()
-    return results
