@@ -64,9 +64,10 @@ ROW_FIELDS = ("bytes", "rep", "threads", "cachelines", "pages", "user_ns", "syst
 def observe(m, results, rows=None) -> dict:
     """Everything observable of a machine after its jobs, as JSON-able data:
     the rows, every counter, free list and per-CPU list, virtual times,
-    scrubd, BTE and bus totals, the load average, and a digest of real
-    memory.  What the model computes, never how the host computed it."""
+    scrubd, BTE and bus totals, the ledger, the load average, and a digest
+    of real memory.  What the model computes, never how the host computed it."""
     from dataclasses import asdict
+    from vmemu.kernel import ledger
     out = {
         # the row's own fields (pft -v's extra figures come from the counters below)
         "results": [{k: v for k, v in asdict(r).items() if k in ROW_FIELDS} for r in results],
@@ -82,6 +83,8 @@ def observe(m, results, rows=None) -> dict:
         "pcp": [[(cpu, [list(p.list) for p in lists]) for cpu, lists in sorted(z.pageset.items())]
                 for z in m.zones],
         "memory_sha256": m.memory.digest() if m.memory.real else None,
+        # every CPU ns by task and activity, the buses and BTE engines by user
+        "ledger": ledger.table(ledger.since_boot(m)).splitlines(),
     }
     if m.bte is not None:
         out["bte_totals"] = m.bte.totals()

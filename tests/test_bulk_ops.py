@@ -166,12 +166,12 @@ def test_a_transfer_series_is_one_transfer_per_page(seed):
     for bus in (a, b):
         bus.timeline.running = True           # requests out of time order: nothing is pruned
         for s, e in others:
-            bus.transfer(s, 4096 * (e - s), 4096)         # 4096 bytes/ns: lasts e - s
+            bus.transfer(s, 4096 * (e - s), 4096, "task")      # 4096 bytes/ns: lasts e - s
     assert a.alone_until(first) > last
     rate = 4096 / duration
     for start, _step_start in calls:
-        assert a.transfer(start, 4096, rate) == start + duration
-    assert b.transfer_series(segments, 4096, rate) == duration
+        assert a.transfer(start, 4096, rate, "task") == start + duration
+    assert b.transfer_series(segments, 4096, rate, "task") == duration
     probe = sorted({x for s, *_ in calls for x in (s - 1, s, s + duration - 1, s + duration)} |
                    {x for s, e in others for x in (s - 1, s, e - 1, e)})
     assert answers(a, probe) == answers(b, probe)
@@ -182,11 +182,11 @@ def test_alone_until_and_in_flight():
     bus = MemoryBus(1.0, Timeline())
     assert bus.alone_until(100) == NEVER
     for start, end in ((10, 50), (200, 300), (150, 160)):
-        bus.transfer(start, end - start, 1.0)
+        bus.transfer(start, end - start, 1.0, "task")
     assert bus.alone_until(100) == 150
     assert bus.alone_until(40) == 40          # (10, 50) is in flight at 40
     assert bus.alone_until(50) == 150
     assert [bus.in_flight(t) for t in (9, 10, 49, 50, 155, 250)] == [0, 1, 1, 0, 1, 1]
-    bus.transfer_series([(400, 100, 5)], 10, 1.0)     # 400-410, 500-510, ... 800-810
+    bus.transfer_series([(400, 100, 5)], 10, 1.0, "task")     # 400-410, 500-510, ... 800-810
     assert [bus.in_flight(t) for t in (405, 410, 505, 799, 805, 810)] == [1, 0, 1, 0, 1, 0]
     assert bus.alone_until(420) == 500 and bus.alone_until(505) == 505 and bus.alone_until(811) == NEVER

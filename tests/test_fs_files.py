@@ -80,7 +80,7 @@ def test_listing_starts_with_dot_dotdot(mounted):
     assert sorted(os.listdir(os.path.join(mounted, "proc/sys/vm"))) == ["scrub_load", "scrub_start", "scrub_stop"]
     # x86-64: no BTE, so no bte/ and no drivers/ (tests/test_fs_prezero.py covers the rest)
     assert sorted(os.listdir(os.path.join(mounted, "sys/kernel/mm/prezero"))) == \
-        ["policy", "scrubd", "zero_drivers"]
+        ["charge", "policy", "scrubd", "zero_drivers"]
 
 
 def test_buddyinfo(mounted):

@@ -39,7 +39,7 @@ INPUTS = [
 ]
 MIB = b"9" * (1 << 20)
 CANDIDATES = [b"1\n", b"2\n", b"3\n", b"0\n", b"Y\n", b"N\n", b"order\n", b"percentage\n",
-              b"BTEFAIL_WERR\n", b"BTEFAIL_DIR\n"]
+              b"BTEFAIL_WERR\n", b"BTEFAIL_DIR\n", b"kthread\n", b"task\n"]
 TOTAL = {}
 
 

@@ -13,7 +13,7 @@ from conftest import mounting, read, sh, wait_for
 P = "sys/kernel/mm/prezero"
 ALTIX = ("altix-8", "--backing", "none", "--speed", "20")   # 40 s BTE timeout = 2 s wall
 ALTIX_NODES, ALTIX_ENGINES, ALTIX_ORDERS = 4, 2, 18
-CONTROLS = {"policy", "enabled", "error_percent", "error_code", "hang_percent", "inject_errors",
+CONTROLS = {"policy", "charge", "enabled", "error_percent", "error_code", "hang_percent", "inject_errors",
             "inject_hangs"}
 ENGINE = f"{P}/bte/node0/engine0"
 
@@ -85,7 +85,7 @@ def walk_files(mp):
 # -- layout, modes, formats -------------------------------------------------------------
 
 def test_x86_tree_has_no_bte(mounted):
-    assert sorted(os.listdir(os.path.join(mounted, P))) == ["policy", "scrubd", "zero_drivers"]
+    assert sorted(os.listdir(os.path.join(mounted, P))) == ["charge", "policy", "scrubd", "zero_drivers"]
     assert os.listdir(os.path.join(mounted, P, "scrubd")) == ["node0"]
     assert read(mounted, f"{P}/zero_drivers") == "cpu enabled\n"
     v = vmstat(mounted)
@@ -97,7 +97,7 @@ def test_x86_tree_has_no_bte(mounted):
 
 
 def test_altix_tree(altix):
-    assert sorted(os.listdir(os.path.join(altix, P))) == ["bte", "drivers", "policy", "scrubd",
+    assert sorted(os.listdir(os.path.join(altix, P))) == ["bte", "charge", "drivers", "policy", "scrubd",
                                                         "zero_drivers"]
     assert sorted(os.listdir(os.path.join(altix, P, "bte"))) == \
         ["node0", "node1", "node2", "node3", "notavail", "refused"]
@@ -113,7 +113,7 @@ def test_altix_tree(altix):
 
 def test_modes_sizes_owner(altix):
     paths = list(walk_files(altix))
-    assert len(paths) == 3 + ALTIX_NODES * 11 + 2 + ALTIX_NODES * ALTIX_ENGINES * 14
+    assert len(paths) == 4 + ALTIX_NODES * 11 + 2 + ALTIX_NODES * ALTIX_ENGINES * 14
     for path in paths:
         s = os.stat(os.path.join(altix, path))
         assert stat.S_ISREG(s.st_mode) and s.st_uid == 0 and s.st_gid == 0, path
@@ -156,6 +156,8 @@ def test_line_formats(altix):
             assert all(re.fullmatch(r"\w+ (enabled|disabled)", r) for r in text.splitlines())
         elif name == "policy":
             assert text == "[order] percentage\n"
+        elif name == "charge":
+            assert text == "[kthread] task\n"
         elif name == "error_code":
             assert text == ("BTEFAIL_DIR [BTEFAIL_POISON] BTEFAIL_WERR BTEFAIL_ACCESS BTEFAIL_PWERR "
                             "BTEFAIL_PRERR BTEFAIL_TOUT BTEFAIL_XTERR\n")
@@ -169,6 +171,7 @@ def test_line_formats(altix):
 
 BAD = [
     (f"{P}/policy", ["Order", "orderx", "", "order percentage", " order", "[order]"]),
+    (f"{P}/charge", ["Task", "tasks", "", "kthread task", "[kthread]"]),
     (f"{P}/drivers/bte/enabled", ["2", "abc", "", "-1"]),
     (f"{ENGINE}/error_percent", ["101", "-1", "abc", "5 ", "1.5", "0x", " 5"]),
     (f"{ENGINE}/hang_percent", ["101", "-1", "x"]),

@@ -5,6 +5,7 @@ from vmemu import pft
 from vmemu.kernel.loadavg import FSHIFT
 from vmemu.machine import check_invariants
 from vmemu.mm.gfp import GFP_KERNEL
+from vmemu.mm.fault import MMStruct
 from vmemu.mm.mmzone import NOT_ZEROED, ZEROED
 from vmemu.mm.scrubd import (POLICY_PERCENT, RUNNING, SLEEPING, v8_order_wanted,
                              v8_wake_needed)
@@ -153,7 +154,7 @@ def test_scrubd_time_is_system_time_of_its_cpu():
 def test_scrubd_waits_while_every_cpu_of_its_node_is_busy():
     m = scrub_machine(pages=4096, max_order=11, cpus_per_node=2)
     m.sysctl["scrub_start"] = 0
-    m.claim_cpus(m.cpus, "job")
+    m.claim_cpus(m.cpus, MMStruct("job"))
     m.alloc.free_pages(m.cpus[0], m.alloc.alloc_pages(m.cpus[0], 3, GFP_KERNEL), 3)
     m.advance(10**9)
     assert daemon(m).state == "waiting for a CPU" and daemon(m).stat["passes"] == 0
@@ -187,7 +188,7 @@ def test_scrub_load_zero_never_wakes():
 
 def test_load_average_follows_running_tasks():
     m = tiny_machine(pages=8192, max_order=11, backing="none")
-    m.claim_cpus(m.cpus, "busy")
+    m.claim_cpus(m.cpus, MMStruct("busy"))
     m.advance(60 * 10**9)
     one, five, fifteen = m.loadavg.loads()
     assert 1.2 < one < 2 and five < one and fifteen < five

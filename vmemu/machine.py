@@ -17,6 +17,8 @@ from .mm.scrubd import POLICIES, POLICY_ORDER, Scrub
 from .mm.vmstat import sum_stats
 from .profiles import Profile, load_profile, zone_layout
 
+CHARGE_POLICIES = ("kthread", "task")
+
 
 def node_distances(nodes: int, per_brick: int) -> list[list[int]]:
     """SLIT-style distances: 10 within a node, 20 to a node of the same brick
@@ -76,6 +78,7 @@ class Machine:
         # scrubd and the zero drivers
         self.events = EventQueue(self.timeline)
         self.scrub_policy = POLICY_ORDER
+        self.charge_policy = "kthread"
         self.zero_drivers: list = []          # newest registered first
         self.scrub = Scrub(self)
         self.alloc.on_coalesce = self.scrub.on_coalesce
@@ -87,6 +90,16 @@ class Machine:
     def register_zero_driver(self, driver) -> None:
         """register_zero_driver: at the head of the list, so it is tried first."""
         self.zero_drivers.insert(0, driver)
+
+    def set_charge_policy(self, policy: str) -> None:
+        """Who pays for background zeroing: kthread (the patch: kscrubd's
+        time is its own) or task (the task taking a zeroed page is charged
+        kscrubd's time for it, as a CPU controller would want)."""
+        if policy not in CHARGE_POLICIES:
+            raise ValueError(f"unknown charge policy {policy!r}: one of {', '.join(CHARGE_POLICIES)}")
+        self.charge_policy = policy
+        self.alloc.zeroing_charge = (lambda zone, pages: self.scrub.daemons[zone.node].claim(pages)) \
+            if policy == "task" else None
 
     def set_scrub_policy(self, policy: str) -> None:
         if policy not in POLICIES:
@@ -150,8 +163,9 @@ class Machine:
         return self.now - start
 
     def claim_cpus(self, cpus: list[CPU], owner) -> None:
-        """A user task takes these CPUs (a daemon running on one finishes its
-        current block first: 2.6 kernels do not preempt kernel code)."""
+        """A user task (``owner``: its name is its ledger's) takes these CPUs
+        (a daemon running on one finishes its current block first: 2.6
+        kernels do not preempt kernel code)."""
         for cpu in cpus:
             cpu.owner = owner
             cpu.catch_up(self.now)

@@ -53,7 +53,7 @@ import json
 import os
 import random
 import zlib
-from collections import deque
+from collections import defaultdict, deque
 
 from .machine import Machine, check_invariants
 from .mm.fail_page_alloc import FailPageAlloc
@@ -76,9 +76,9 @@ class StateBusy(StateError):
 
 # -- the schema: the saved fields of every object ------------------------------------
 
-CPU_FIELDS = ("time", "user_ns", "system_ns", "kthread_ns")
+CPU_FIELDS = ("time", "user_ns", "system_ns", "kthread_ns", "charged_ns")
 LOCK_FIELDS = ("acquired", "contended", "wait_ns", "bounces")
-BUS_FIELDS = ("bytes", "busy_ns", "shared")
+BUS_FIELDS = ("bytes", "busy_ns", "busy_by", "shared")
 LOADAVG_FIELDS = ("avenrun", "next_sample", "samples")
 BTE_FIELDS = ("refused", "notavail")
 ENGINE_FIELDS = ("error_percent", "error_code", "hang_percent", "inject_errors", "inject_hangs",
@@ -164,12 +164,15 @@ def _dump(m: Machine) -> dict:
         "timeline": {"horizon": m.timeline.horizon, "next_tick": m.timeline.next_tick},
         "event_seq": m.events.seq,
         "loadavg": _fields(m.loadavg, LOADAVG_FIELDS),
-        "cpus": [_fields(c, CPU_FIELDS) for c in m.cpus],
+        "cpus": [dict(_fields(c, CPU_FIELDS), ledgers={t: dict(l) for t, l in c.ledgers.items() if l})
+                 for c in m.cpus],
+        "charge_policy": m.charge_policy,
         "buses": [dict(_fields(b, BUS_FIELDS), series=b.bookings()) for b in m.buses],
         "cpu_stat": m.alloc.cpu_stat,
         "node_stat": [n.stat for n in m.nodes],
         "zones": [_zone(z) for z in m.zones],
-        "scrubd": [{"stat": d.stat, "blocks": list(d.blocks.items())} for d in m.scrub.daemons],
+        "scrubd": [{"stat": d.stat, "blocks": list(d.blocks.items()),
+                    "unclaimed": [d.unclaimed_ns, d.unclaimed_pages]} for d in m.scrub.daemons],
         "zero_drivers": [[d.name, d.enabled] for d in m.zero_drivers],
         "bte": None if m.bte is None else dict(
             _fields(m.bte, BTE_FIELDS),
@@ -341,7 +344,12 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     _set_fields(m.loadavg, LOADAVG_FIELDS, s["loadavg"], "loadavg")
     _same_len(m.cpus, s["cpus"], "CPUs")
     for c, saved in zip(m.cpus, s["cpus"]):
+        saved = dict(saved)
+        for task, acts in saved.pop("ledgers").items():
+            c.ledgers[task] = defaultdict(int, {a: int(ns) for a, ns in acts.items()})
+        c.owner = None                        # the ledger of no task: "kernel"
         _set_fields(c, CPU_FIELDS, saved, "cpu")
+    m.set_charge_policy(s["charge_policy"])
     _same_len(m.buses, s["buses"], "memory buses")
     for b, saved in zip(m.buses, s["buses"]):
         saved = dict(saved)
@@ -372,6 +380,7 @@ def _restore_daemons(m: Machine, s: dict) -> None:
     for d, saved in zip(m.scrub.daemons, s["scrubd"]):
         d.stat = dict(saved["stat"])
         d.blocks = {name: list(counts) for name, counts in saved["blocks"]}
+        d.unclaimed_ns, d.unclaimed_pages = (int(x) for x in saved["unclaimed"])
     names = [[d.name, d.enabled] for d in m.zero_drivers]
     if [n for n, _ in names] != [n for n, _ in s["zero_drivers"]]:
         raise StateError(f"zero drivers differ: saved {s['zero_drivers']}, machine has {names}")
@@ -466,9 +475,14 @@ def _from_v1(s: dict) -> dict:
         z["lock"] = lock(z["lock"])
     def bus(old: dict) -> dict:
         active = old["_active"]["tuples"] if isinstance(old["_active"], dict) else old["_active"]
-        return dict({k: old[k] for k in BUS_FIELDS}, series=[(start, 0, 1, end - start) for start, end in active])
+        return dict({k: old[k] for k in BUS_FIELDS if k != "busy_by"}, busy_by={"unattributed": old["busy_ns"]},
+                    series=[(start, 0, 1, end - start) for start, end in active])
     s["buses"] = [bus(b) for b in s["buses"]]
-    s["cpus"] = [{k: c[k] for k in CPU_FIELDS} for c in s["cpus"]]
+    s["cpus"] = [dict({k: c[k] for k in CPU_FIELDS if k != "charged_ns"}, charged_ns=0, ledgers={})
+                 for c in s["cpus"]]
+    s["charge_policy"] = "kthread"
+    for d in s["scrubd"]:
+        d["unclaimed"] = [0, 0]
     s["loadavg"] = {k: s["loadavg"][k] for k in LOADAVG_FIELDS}
     if s["bte"] is not None:
         s["bte"] = dict({k: s["bte"]["driver"][k] for k in BTE_FIELDS},

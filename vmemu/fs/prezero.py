@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ..arch.sn.bte import BTE_RESULT_NAMES, INJECTABLE
 from ..lib.kstrtox import einval, kstrtobool, kstrtouint
+from ..machine import CHARGE_POLICIES
 from ..mm.scrubd import POLICIES, RUNNING, SLEEPING, WAIT_CPU, WAIT_LOAD
 from .base import SysfsAttr, text
 
@@ -158,6 +159,8 @@ def files(kernel) -> dict:
         "policy": SysfsAttr(lambda: choose_one(POLICIES, m.scrub_policy), choice(POLICIES),
                             m.set_scrub_policy),
         "zero_drivers": SysfsAttr(lambda: zero_drivers(m)),
+        "charge": SysfsAttr(lambda: choose_one(CHARGE_POLICIES, m.charge_policy), choice(CHARGE_POLICIES),
+                            m.set_charge_policy),
     }
     for drv in m.zero_drivers:
         out[f"drivers/{drv.name}/enabled"] = field(drv, "enabled", parse_bool)

@@ -204,6 +204,12 @@ def zoneinfo(m) -> str:
     return "".join(out)
 
 
+def ledger_table(m) -> str:
+    """Every CPU nanosecond since boot, by task and activity, idle included."""
+    from ..kernel import ledger
+    return ledger.table(ledger.since_boot(m))
+
+
 def ticks(ns: int) -> int:
     return ns * USER_HZ // NSEC_PER_SEC
 
@@ -255,6 +261,7 @@ def build_tree(kernel) -> dict:
         "proc/vmemu/zeroinfo": File(lambda: zeroinfo(m)),
         "proc/vmemu/fault": FaultFile(kernel),
         "proc/vmemu/pace": File(kernel.pace_text, model=False),
+        "proc/vmemu/ledger": File(lambda: ledger_table(m)),
     }
     for name in m.sysctl:
         files[f"proc/sys/vm/{name}"] = SysctlFile(m, name)

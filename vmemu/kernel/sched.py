@@ -16,6 +16,7 @@ times, byte for byte.
 from __future__ import annotations
 
 import heapq
+from collections import defaultdict
 from bisect import bisect_right
 from typing import Generator, Iterable
 
@@ -24,9 +25,17 @@ USER_HZ = 100
 
 
 class CPU:
-    """One emulated CPU: its timeline and its cpustat accounting (ns)."""
+    """One emulated CPU: its timeline, its cpustat accounting (ns), and its
+    ledger: every nanosecond charged to it, by task and activity.
 
-    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "kthread_ns", "owner", "name")
+    ``ledgers[task][activity]`` holds the ns the CPU spent on ``activity``
+    (named after the kernel function doing the work) for ``task`` (the
+    owner's name: a pft task, kscrubdN; "kernel" with no owner); ``ledger``
+    is the running task's, switched when the owner changes.  Idle time is
+    what is not charged."""
+
+    __slots__ = ("id", "node", "time", "user_ns", "system_ns", "kthread_ns", "charged_ns", "_owner", "name",
+                 "ledgers", "ledger")
 
     def __init__(self, cpu_id: int, node: int):
         self.id = cpu_id
@@ -35,21 +44,39 @@ class CPU:
         self.user_ns = 0
         self.system_ns = 0
         self.kthread_ns = 0    # the part of system_ns kernel daemons (kscrubd) spent here
-        self.owner = None      # the task or kernel thread running on it, None when idle
+        self.charged_ns = 0    # --charge task: background zeroing charged to the tasks run here
         self.name = f"cpu{cpu_id}"
+        self.ledgers: dict[str, defaultdict] = {}
+        self._owner = None
+        self.owner = None      # the task or kernel thread running on it, None when idle
 
-    def sys(self, ns: int) -> None:
-        """Spend ns of kernel time on this CPU."""
+    @property
+    def owner(self):
+        return self._owner
+
+    @owner.setter
+    def owner(self, owner) -> None:
+        self._owner = owner
+        task = "kernel" if owner is None else owner.name
+        ledger = self.ledgers.get(task)
+        if ledger is None:
+            ledger = self.ledgers[task] = defaultdict(int)
+        self.ledger = ledger
+
+    def sys(self, ns: int, activity: str) -> None:
+        """Spend ns of kernel time on this CPU doing ``activity``."""
         self.time += ns
         self.system_ns += ns
+        self.ledger[activity] += ns
 
-    def user(self, ns: int) -> None:
+    def user(self, ns: int, activity: str) -> None:
         self.time += ns
         self.user_ns += ns
+        self.ledger[activity] += ns
 
     @property
     def busy(self) -> bool:
-        return self.owner is not None
+        return self._owner is not None
 
     def catch_up(self, now: int) -> None:
         """An idle CPU starting work at ``now`` skips the idle gap."""
@@ -125,11 +152,12 @@ class SpinLock:
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
                  "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
-                 "bounces", "distance")
+                 "bounces", "distance", "kind", "spin", "transfer")
 
     def __init__(self, name: str, timeline: Timeline | None = None,
                  bounce_local_ns: int = 0, bounce_remote_ns: int = 0,
-                 distance: list[list[int]] | None = None, bounce_router_ns: int | None = None):
+                 distance: list[list[int]] | None = None, bounce_router_ns: int | None = None,
+                 kind: str | None = None):
         self.name = name
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
@@ -145,6 +173,9 @@ class SpinLock:
         self.bounce_router_ns = bounce_remote_ns if bounce_router_ns is None else bounce_router_ns
         self.bounces = 0
         self.distance = distance      # node distances (SLIT): 20 one link away, more across a router
+        # the ledger's activities: the hold, the spin before it, the line's transfer
+        self.kind = kind = kind or name          # page_table_lock, zone->lock, ...
+        self.spin, self.transfer = f"spin:{kind}", f"cacheline:{kind}"
 
     def _prune(self, t: int) -> None:
         k = bisect_right(self._ends, self.timeline.prune_before(t))
@@ -169,6 +200,7 @@ class SpinLock:
                     bounce = self.bounce_router_ns
                 cpu.time += bounce
                 cpu.system_ns += bounce
+                cpu.ledger[self.transfer] += bounce
                 self.bounces += 1
             self.last_cpu = cpu
         self.acquired += 1
@@ -190,8 +222,10 @@ class SpinLock:
             if begin > t:
                 self.contended += 1
                 self.wait_ns += begin - t
+                cpu.ledger[self.spin] += begin - t
         starts.insert(i, begin)
         ends.insert(i, begin + hold_ns)
+        cpu.ledger[self.kind] += hold_ns
         cpu.system_ns += begin + hold_ns - t
         cpu.time = begin + hold_ns
 
@@ -207,6 +241,7 @@ class SpinLock:
         whose end may still be after the horizon (the last ones): only they
         can delay another CPU, so only they are booked."""
         self.acquired += acquisitions
+        cpu.ledger[self.kind] += acquisitions * hold_ns
         if len(self._ends) > self.PRUNE_ABOVE:
             self._prune(holds[0])
         for start in holds:
@@ -239,7 +274,7 @@ class MemoryBus:
 
     PRUNE_ABOVE = 8
 
-    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "shared")
+    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "busy_by", "shared")
 
     def __init__(self, bytes_per_ns: float, timeline: Timeline | None = None):
         self.bytes_per_ns = bytes_per_ns
@@ -247,6 +282,7 @@ class MemoryBus:
         self._series: list[tuple[int, int, int, int]] = []
         self.bytes = 0
         self.busy_ns = 0
+        self.busy_by: dict[str, int] = {}   # busy_ns by user: "task" (fault-path clears), "kscrubd", "bte"
         self.shared = 0          # transfers that started while others were in flight
 
     def duration(self, nbytes: int, max_rate: float, others: int = 0) -> int:
@@ -268,32 +304,34 @@ class MemoryBus:
                 n += count
         return n
 
-    def transfer(self, start: int, nbytes: int, max_rate: float) -> int:
-        """Move nbytes starting at ``start`` at up to max_rate; return the end time."""
+    def transfer(self, start: int, nbytes: int, max_rate: float, user: str) -> int:
+        """``user`` moves nbytes starting at ``start`` at up to max_rate;
+        return the end time."""
         others = self.in_flight(start)
         if others:
             self.shared += 1
         dur = self.duration(nbytes, max_rate, others)
-        self._book(start, 0, 1, dur, nbytes)
+        self._book(start, 0, 1, dur, nbytes, user)
         return start + dur
 
-    def transfer_series(self, segments, nbytes: int, max_rate: float) -> int:
+    def transfer_series(self, segments, nbytes: int, max_rate: float, user: str) -> int:
         """Transfers of nbytes each, ``segments`` of them: (first, step,
         count) starting at first, first + step, ... (a CPU clearing page
         after page); each alone on the bus (the caller checked alone_until)
         and done before the next starts.  Returns each one's duration."""
         dur = self.duration(nbytes, max_rate)
         for first, step, count in segments:
-            self._book(first, step, count, dur, nbytes)
+            self._book(first, step, count, dur, nbytes, user)
         return dur
 
-    def _book(self, first: int, step: int, count: int, dur: int, nbytes: int) -> None:
+    def _book(self, first: int, step: int, count: int, dur: int, nbytes: int, user: str) -> None:
         if len(self._series) > self.PRUNE_ABOVE:
             horizon = self.timeline.prune_before(first)
             self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
         self._series.append((first, step, count, dur))
         self.bytes += count * nbytes
         self.busy_ns += count * dur
+        self.busy_by[user] = self.busy_by.get(user, 0) + count * dur
 
     def alone_until(self, first: int) -> int:
         """The time before which transfers starting at or after ``first`` are

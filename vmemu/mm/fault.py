@@ -24,6 +24,8 @@ from .gfp import GFP_HIGHUSER, GFP_ZERO
 from .page_alloc import ALLOC_CLEARED, PageAllocator
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
+TOUCH = "user:touch"            # the ledger's names for pft's touch loop in user space,
+BZERO = "user:bzero"            # and for pft -z's clear of each page
 
 
 class MMStruct:
@@ -35,8 +37,9 @@ class MMStruct:
         cost = cost or {}
         bounce = (cost.get("lock_bounce_local_ns", 0), cost.get("lock_bounce_remote_ns", 0), distance,
                   cost.get("lock_bounce_router_ns", 0))
-        self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, *bounce)
-        self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce)
+        self.name = name
+        self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, *bounce, kind="page_table_lock")
+        self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce, kind="mmap_sem")
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
 
@@ -72,8 +75,7 @@ class FaultPath:
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct) -> int | None:
         """One fault plus the user's touch of the job's lines.  Returns the
         pfn, or None when the allocation failed (the fault's VM_FAULT_OOM)."""
-        cpu.time += self.fault_entry_ns             # the trap
-        cpu.system_ns += self.fault_entry_ns
+        cpu.sys(self.fault_entry_ns, "do_page_fault")     # the trap, handle_mm_fault, the pte
         mm.mmap_sem.hold(cpu, 0)                    # down_read: an atomic on the count's line
         lock = mm.page_table_lock
         lock.hold(cpu, self.pte_lock_ns)            # handle_pte_fault: the pte is none
@@ -85,9 +87,7 @@ class FaultPath:
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
         mm.mmap_sem.acquired += 1                   # up_read: the line is still ours (hold(cpu, 0))
         mm.pages.append(pfn)
-        touch = self.touch_ns(cpu, self.alloc.page_zone(pfn).node, how)
-        cpu.time += touch
-        cpu.user_ns += touch
+        cpu.user(self.touch_ns(cpu, self.alloc.page_zone(pfn).node, how), TOUCH)
         if self.later is None and self.cachelines:
             self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
         return pfn
@@ -139,7 +139,7 @@ class FaultPath:
                 done += ok
             else:                             # free_pages says why this one cannot be freed
                 pfn = pages.pop()
-                cpu.sys(self.zap_ns(cpu, mm, self.alloc.page_zone(pfn).node))
+                cpu.sys(self.zap_ns(cpu, mm, self.alloc.page_zone(pfn).node), "zap_pte_range")
                 self.alloc.free_pages(cpu, pfn, 0)
                 done += 1
         return n

@@ -21,7 +21,7 @@ run with and without it.
 from __future__ import annotations
 
 from ..kernel.sched import CPU
-from .fault import GFP_ANON, FaultPath, MMStruct
+from .fault import BZERO, GFP_ANON, TOUCH, FaultPath, MMStruct
 from .mmzone import NOT_ZEROED, ZEROED, Zone
 from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, marks
 
@@ -93,7 +93,8 @@ class _Series:
             self.refill_until = min(bound, free - hold_max)
         self.sys_each = self.fe + 2 * self.pte + alloc.pcp_op_ns + self.clear_ns
         how = ALLOC_ZEROED if zero else ALLOC_CLEARED
-        self.user_each = fault.touch_ns(cpu, zone.node, how) + batch.extra_user_ns
+        self.touch_ns, self.extra_user_ns = fault.touch_ns(cpu, zone.node, how), batch.extra_user_ns
+        self.user_each = self.touch_ns + self.extra_user_ns
         self.step = self.sys_each + self.user_each
         self.done = 0
         self.popped: list[int] = []           # the pages taken, in order
@@ -184,6 +185,14 @@ class _Series:
         cpu.time = self.t
         cpu.system_ns += self.system_ns
         cpu.user_ns += self.user_ns
+        ledger = cpu.ledger                   # the page_table_lock holds: held_uncontended's
+        ledger["do_page_fault"] += k * self.fe
+        ledger["buffered_rmqueue"] += k * self.alloc.pcp_op_ns
+        if self.clear_ns:
+            ledger["clear_page"] += k * self.clear_ns
+        ledger[TOUCH] += k * self.touch_ns
+        if self.extra_user_ns:
+            ledger[BZERO] += k * self.extra_user_ns
         alloc = self.alloc
         if alloc.fail_page_alloc is not None:
             alloc.fail_page_alloc.cannot_fail_calls(k)

@@ -102,7 +102,7 @@ class Zone:
         self.free_area = [[FreeArea() for _ in range(max_order)] for _ in (NOT_ZEROED, ZEROED)]
         self.free_pages = 0       # pages in both kinds of buddy lists (+ scrubd's in-flight block)
         self.zero_pages = 0       # pages in ZEROED buddy lists
-        self.lock = SpinLock(f"zone-{node}-{name}")
+        self.lock = SpinLock(f"zone-{node}-{name}", kind="zone->lock")
         self.batch = zone_batchsize(pages, page_size)
         self.pageset: dict[int, list[PerCpuPages]] = {}   # cpu id -> lists, made on first use
         self.pages_min = self.pages_low = self.pages_high = 0

@@ -166,6 +166,9 @@ class PageAllocator:
         self.clear_bytes_per_ns = cost["clear_bytes_per_ns"]
         self.clear_remote_bytes_per_ns = cost["clear_remote_bytes_per_ns"]
         self.fail_page_alloc = None      # an object with should_fail(order, gfp, size)
+        # --charge task: (zone, pages) -> ns of background zeroing charged to
+        # the task taking those zeroed pages (Kscrubd.claim); None: kthread
+        self.zeroing_charge: Callable[[Zone, int], int] | None = None
         # Called after a free reaches the buddy lists: (zone, final order, kind, time).
         self.on_coalesce: Callable[[Zone, int, int, int], None] | None = None
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
@@ -278,8 +281,7 @@ class PageAllocator:
         pfn = None
         if order == 0:
             pcp = self.pcp_list(zone, cpu, zeroed, bool(gfp & GFP_COLD))
-            cpu.time += self.pcp_op_ns
-            cpu.system_ns += self.pcp_op_ns
+            cpu.sys(self.pcp_op_ns, "buffered_rmqueue")
             if len(pcp.list) <= pcp.low:
                 self.rmqueue_bulk(zone, cpu, pcp, kind)
             if pcp.list:
@@ -338,11 +340,13 @@ class PageAllocator:
         if zeroed:
             stat["prezero_alloc_zeroed"] += allocs
             zstat["prezero_alloc_zeroed"] += allocs
+            if self.zeroing_charge is not None:
+                cpu.charged_ns += self.zeroing_charge(zone, pages)
         else:
             if times is None:
                 self.clear_time(cpu, zone, pages)
             else:
-                self.buses[zone.node].transfer_series(times, self.page_size, self.clear_rate(cpu, zone))
+                self.buses[zone.node].transfer_series(times, self.page_size, self.clear_rate(cpu, zone), "task")
             stat["prezero_alloc_cleared"] += allocs
             zstat["prezero_alloc_cleared"] += allocs
             stat["prezero_clear_pages"] += pages
@@ -363,11 +367,11 @@ class PageAllocator:
         """A CPU's clearing rate on this zone's memory: local or across the interconnect."""
         return self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
 
-    def clear_time(self, cpu: CPU, zone: Zone, npages: int) -> None:
-        """The CPU's time clearing npages of zone: the bytes over the node's bus."""
-        end = self.buses[zone.node].transfer(cpu.time, npages * self.page_size, self.clear_rate(cpu, zone))
-        cpu.system_ns += end - cpu.time
-        cpu.time = end
+    def clear_time(self, cpu: CPU, zone: Zone, npages: int, user: str = "task") -> None:
+        """The CPU's time clearing npages of zone: the bytes over the node's
+        bus, booked there as ``user``'s (a faulting task, or kscrubd)."""
+        end = self.buses[zone.node].transfer(cpu.time, npages * self.page_size, self.clear_rate(cpu, zone), user)
+        cpu.sys(end - cpu.time, "clear_page")
 
     def verify_zero(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:
         """One allocation of npages handed out for __GFP_ZERO must be zero in
@@ -487,41 +491,42 @@ class PageAllocator:
             lo = hi
         return out
 
-    def free_hot_cold_pages(self, cpu: CPU, pfns, extra_ns) -> None:
+    def free_hot_cold_pages(self, cpu: CPU, pfns, extra_ns, extra_activity: str = "zap_pte_range") -> None:
         """free_hot_cold_page for each of pfns (order-0 pages, marked PS_PCP
         already), one after another, each after ``extra_ns(zone)`` of the
-        caller's work: a list op on its zone's hot list, and when that list
-        is full a batch goes back to the buddy lists first (free_pages_bulk)
-        at the time that free would run.  The time of the frees between two
-        full lists is charged at once."""
+        caller's work (``extra_activity``): a list op on its zone's hot
+        list, and when that list is full a batch goes back to the buddy
+        lists first (free_pages_bulk) at the time that free would run.  The
+        time of the frees between two full lists is charged at once."""
         spans = self.zone_spans(pfns)
         if len(spans) == 1:                   # one zone: the list takes runs of pages at a time
             zone = spans[0][0]
             zone.stat["pgfree"] += len(pfns)
-            self._free_hot_run(zone, cpu, pfns, extra_ns(zone) + self.pcp_op_ns)
+            self._free_hot_run(zone, cpu, pfns, extra_ns(zone), extra_activity)
             return
-        slots = {}                            # zone -> [step, hot pcp, room left]
-        spent = 0                             # time of the frees since cpu.time was last set
+        slots = {}                            # zone -> [extra ns, hot pcp, room left]
+        frees = extra = 0                     # the frees since cpu.time was last set, their extra ns
         for zone, i, j in spans:
             slot = slots.get(zone)
             if slot is None:
                 pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
-                slot = slots[zone] = [extra_ns(zone) + self.pcp_op_ns, pcp, pcp.high - len(pcp.list)]
+                slot = slots[zone] = [extra_ns(zone), pcp, pcp.high - len(pcp.list)]
             zone.stat["pgfree"] += j - i
-            step, pcp = slot[0], slot[1]
+            each, pcp = slot[0], slot[1]
             for pfn in pfns[i:j]:
-                spent += step
+                frees += 1
+                extra += each
                 if slot[2] <= 0:              # the list is full: a batch goes back first
-                    cpu.sys(spent)
-                    spent = 0
+                    self._charge_frees(cpu, frees, extra, extra_activity)
+                    frees = extra = 0
                     self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
                     slot[2] = pcp.high - len(pcp.list)
                 slot[2] -= 1
                 pcp.list.append(pfn)
-        cpu.sys(spent)
+        self._charge_frees(cpu, frees, extra, extra_activity)
 
-    def _free_hot_run(self, zone: Zone, cpu: CPU, pfns, step: int) -> None:
-        """free_hot_cold_pages when every page is zone's, each free costing step."""
+    def _free_hot_run(self, zone: Zone, cpu: CPU, pfns, extra: int, extra_activity: str) -> None:
+        """free_hot_cold_pages when every page is zone's, each after extra ns."""
         pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
         hot = pcp.list
         done, n = 0, len(pfns)
@@ -533,12 +538,18 @@ class PageAllocator:
                 break
             full = done + room                # the free that finds the list full
             hot.extend(pfns[done:full])
-            cpu.sys((full + 1 - done) * step)
+            self._charge_frees(cpu, full + 1 - done, (full + 1 - done) * extra, extra_activity)
             self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
             hot.append(pfns[full])
             done = full + 1
         hot.extend(pfns[done:])
-        cpu.sys((n - done) * step)
+        self._charge_frees(cpu, n - done, (n - done) * extra, extra_activity)
+
+    def _charge_frees(self, cpu: CPU, frees: int, extra: int, extra_activity: str) -> None:
+        """The time of ``frees`` frees to a hot list: the caller's work, then the list op."""
+        if extra:
+            cpu.sys(extra, extra_activity)
+        cpu.sys(frees * self.pcp_op_ns, "free_hot_cold_page")
 
     def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
         """Give ``count`` pages from the tail (coldest end) of a per-CPU list

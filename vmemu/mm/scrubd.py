@@ -62,6 +62,9 @@ class Kscrubd:
         # blocks and pages zeroed, by driver name and order
         self.blocks: dict[str, list[int]] = {}
         self.name = f"kscrubd{node.id}"
+        # --charge task: kscrubd's CPU time and the pages it zeroed that no
+        # task has taken yet; a task taking zeroed pages is charged their share
+        self.unclaimed_ns = self.unclaimed_pages = 0
 
     # -- waking --------------------------------------------------------------
 
@@ -128,6 +131,7 @@ class Kscrubd:
         did = self.one_pass(cpu)
         self.stat["cpu_ns"] += cpu.time - start
         cpu.kthread_ns += cpu.time - start
+        self.unclaimed_ns += cpu.time - start
         if did:
             self.stat["passes"] += 1
             self.m.events.schedule(cpu.time, self.step)
@@ -185,7 +189,7 @@ class Kscrubd:
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
         """The CPU zero driver: one memset for the block, over the node's bus."""
         self.m.memory.clear(pfn, 1 << order)
-        self.m.alloc.clear_time(cpu, zone, 1 << order)      # at the CPU's rate, over the node's bus
+        self.m.alloc.clear_time(cpu, zone, 1 << order, "kscrubd")      # at the CPU's rate, over the node's bus
         self.m.events.schedule(cpu.time, self.finish_block, zone, pfn, order, "cpu")
 
     def finish_block(self, t: int, zone: Zone, pfn: int, order: int, driver: str) -> None:
@@ -194,10 +198,24 @@ class Kscrubd:
         zone.scrub_inflight -= n
         self.inflight -= 1
         free_one_page(zone, pfn, order, ZEROED, account=False)
+        self.unclaimed_pages += n
         counts = self.blocks.get(driver)
         if counts is None:
             counts = self.blocks[driver] = [0] * zone.max_order
         counts[order] += 1
+
+    def claim(self, pages: int) -> int:
+        """--charge task: the ns of zeroing a task taking ``pages`` zeroed
+        pages of this node is charged (their share of what kscrubd spent on
+        the pages not claimed yet; 0 for pages zeroed otherwise)."""
+        have = self.unclaimed_pages
+        if not have:
+            return 0
+        take = min(pages, have)
+        ns = self.unclaimed_ns * take // have
+        self.unclaimed_ns -= ns
+        self.unclaimed_pages -= take
+        return ns
 
     def give_back_dirty(self, t: int, zone: Zone, pfn: int, order: int) -> None:
         """A driver failed: the block is still dirty and off the lists.  The

@@ -13,12 +13,14 @@ import sys
 JOB_OPTIONS = {"gigabytes": "-g", "bytes": "-b", "rep": "-r", "threads": "-f", "cachelines": "-c",
                "zero": "-z", "title": "-t", "kernel": "--kernel", "scrub_start": "--scrub-start",
                "scrub_stop": "--scrub-stop", "scrub_load": "--scrub-load", "prezeroed": "--prezeroed",
-               "bte": "--bte", "format": "--format", "verbose": "-v"}
+               "bte": "--bte", "format": "--format", "verbose": "-v", "charge": "--charge", "ledger": "--ledger",
+               "folded": "--folded", "timeline": "--timeline"}
 PREZERO_ONLY = {"prezeroed": "--prezeroed", "scrub_start": "--scrub-start", "scrub_stop": "--scrub-stop",
                 "scrub_load": "--scrub-load", "bte": "--bte"}
 # Options that say how pft runs and prints, not what a row is: every other
 # option describes a row (what a sweep spec may set, see row_options)
-RUN_OPTIONS = ("help", "title", "verbose", "format", "jobs", "plot", "compare_seed")
+RUN_OPTIONS = ("help", "title", "verbose", "format", "jobs", "plot", "compare_seed", "ledger", "folded",
+               "timeline", "timeline_interval")
 
 
 def flag(name: str, value: str | None = None) -> str:
@@ -95,6 +97,20 @@ def exclusive_options(p) -> list[tuple[str, ...]]:
     return [tuple(a.dest for a in group._group_actions) for group in p._mutually_exclusive_groups]
 
 
+def check_files(args) -> None:
+    """--folded and --timeline files can be written, before anything runs."""
+    from ..cli import UsageError, file_problem
+    for option, path in (("--folded", args.folded), ("--timeline", args.timeline)):
+        problem = path and file_problem(path)
+        if problem:
+            raise UsageError(f"vmemu pft: {option} {path}: {problem}")
+    if args.timeline_interval is not None and not args.timeline:
+        raise UsageError("vmemu pft: --timeline-interval goes with --timeline")
+    if args.timeline_interval is not None and not 0 < args.timeline_interval <= 1e6:
+        raise UsageError("vmemu pft: --timeline-interval is milliseconds of virtual time, above 0")
+    args.timeline_interval = args.timeline_interval or 10.0
+
+
 def job_specs(args, profile, prog: str = "vmemu pft") -> list[dict]:
     """One row spec per thread count, each job checked (check_job)."""
     from ..cli import UsageError
@@ -111,9 +127,12 @@ def job_specs(args, profile, prog: str = "vmemu pft") -> list[dict]:
     scrub = {k: v for k, v in (("scrub_start", args.scrub_start), ("scrub_stop", args.scrub_stop),
                                ("scrub_load", args.scrub_load)) if v is not None}
     machine = dict(profile=profile, seed=args.seed, kernel=args.kernel or "prezero",
-                   prezeroed=args.prezeroed, backing=args.backing, scrub=scrub, bte=args.bte)
-    return [{"machine": machine, "job": dict(nbytes=nbytes, threads=n, rep=rep, cachelines=cachelines,
-                                             bzero=args.zero)} for n in threads]
+                   prezeroed=args.prezeroed, backing=args.backing, scrub=scrub, bte=args.bte,
+                   charge=args.charge or "kthread")
+    timeline_ns = int(args.timeline_interval * 1e6) if args.timeline else None
+    return [{"machine": machine, "timeline_ns": timeline_ns,
+             "job": dict(nbytes=nbytes, threads=n, rep=rep, cachelines=cachelines, bzero=args.zero)}
+            for n in threads]
 
 
 def cmd_pft(args) -> int:
@@ -123,6 +142,7 @@ def cmd_pft(args) -> int:
     profile = load(args.profile)
     check_conflicts(args, profile)
     check_plot(args.plot)
+    check_files(args)
     progress = pft.Progress(sys.stderr)
     try:
         if args.compare_seed:
@@ -141,9 +161,34 @@ def cmd_pft(args) -> int:
         for spec, r in zip(specs, results):
             print(pft.report.verbose_line(spec, r, profile), file=sys.stderr)
     print(pft.format_results(results, fmt, title=args.title or fmt in ("csv", "json")))
+    if args.ledger:
+        print(pft.report.ledger_summary(results))
+    write_outputs(args, results)
     if args.plot:
-        return pft.plot([(None, r) for r in results], args.plot, kernel=args.kernel or "prezero")
+        return pft.plot([(None, r) for r in results], args.plot, kernel=args.kernel or "prezero",
+                        timelines=results if args.timeline else None)
     return 0
+
+
+def write_outputs(args, results) -> None:
+    """--folded and --timeline files (one folded file per row: -fN before the suffix when several)."""
+    from ..cli import CommandError
+    from ..kernel.ledger import folded
+    from .timeline import csv_text
+    outputs = []
+    if args.folded:
+        root, dot, ext = args.folded.rpartition(".") if "." in args.folded else (args.folded, "", "")
+        for r in results:
+            name = args.folded if len(results) == 1 else f"{root}-f{r.threads}{dot}{ext}"
+            outputs.append((name, folded(r.ledger)))
+    if args.timeline:
+        outputs.append((args.timeline, csv_text(results)))
+    for name, text in outputs:
+        try:
+            with open(name, "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise CommandError(f"pft: {name}: {e.strerror}") from None
 
 
 def add_pft(sub) -> None:
@@ -185,5 +230,16 @@ def add_options(p) -> None:
                         "never more than host memory holds (a larger N is capped, with a note); the "
                         "rows are the same whatever the number")
     p.add_argument("--plot", metavar="FILE.png", help="plot fault/wsec and flt/cpu/s against threads")
+    p.add_argument("--charge", choices=("kthread", "task"),
+                   help="who pays for background zeroing: kthread (the patch, default) or task "
+                        "(the task taking a zeroed page is charged kscrubd's time for it)")
+    p.add_argument("--ledger", action="store_true",
+                   help="after the rows: where every CPU nanosecond went (task, kernel threads, idle)")
+    p.add_argument("--folded", metavar="FILE",
+                   help="the job's ledger as folded stacks (cpuN;task;function ns), for flame graphs")
+    p.add_argument("--timeline", metavar="FILE.csv",
+                   help="the machine sampled while the job runs (zeroed memory per node, faults, kscrubd, CPUs)")
+    p.add_argument("--timeline-interval", type=float, metavar="MS",
+                   help="milliseconds of virtual time between two samples (default 10)")
     p.add_argument("--compare-seed", action="store_true",
                    help="run the seed's 9 rows on the profile and print ours beside the seed's")

@@ -11,12 +11,14 @@ wall time is virtual time from the job's start to its end.
 from __future__ import annotations
 
 import errno
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 from ..kernel import sched
 from ..kernel.sched import NSEC_PER_SEC
 from .. import shortcuts
-from ..mm.fault import FaultPath, MMStruct
+from ..kernel import ledger
+from ..kernel.sched import NEVER
+from ..mm.fault import BZERO, FaultPath, MMStruct
 from ..mm.fault_batch import FaultBatch
 
 
@@ -39,6 +41,10 @@ class JobResult:
     cleared: int = 0
     kscrubd_ns: int = 0
     scrubbed_pages: int = 0
+    charged_ns: int = 0             # --charge task: background zeroing charged to the task (in system_ns)
+    # the job's window of the ledger (vmemu.kernel.ledger.Ledger)
+    ledger: object = field(default=None, repr=False, compare=False)
+    samples: list = field(default_factory=list, repr=False, compare=False)   # --timeline
 
     @property
     def gb(self) -> int:
@@ -54,7 +60,7 @@ class JobResult:
         return self.pages * NSEC_PER_SEC / self.wall_ns if self.wall_ns else 0.0
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
         d.update(gb=self.gb, user_s=self.user_ns / 1e9, system_s=self.system_ns / 1e9,
                  wall_s=self.wall_ns / 1e9, flt_cpu_s=self.flt_cpu_s, fault_wsec=self.fault_wsec)
         return d
@@ -102,7 +108,7 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzer
             failed.append(cpu.id)
             break
         if bzero_ns:
-            cpu.user(bzero_ns)
+            cpu.user(bzero_ns, BZERO)
         begun = i
         i += 1
         bound = timeline.solo_bound() if batch is not None else 0
@@ -131,8 +137,10 @@ def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
 
 
 def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1,
-            bzero: bool = False, progress=None) -> JobResult:
-    """Run a pft job on ``machine`` in virtual time and return its row."""
+            bzero: bool = False, progress=None, sampler=None) -> JobResult:
+    """Run a pft job on ``machine`` in virtual time and return its row,
+    with the job's window of the ledger.  ``sampler(t)`` (pft --timeline)
+    is the timeline's pacer while the job runs."""
     check_job(machine.profile, nbytes, threads, rep, cachelines)
     fault = FaultPath(machine.alloc, machine.cost, machine.cache_line, cachelines)
     pages_per_rep = nbytes // machine.page_size
@@ -142,20 +150,28 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     # places a new thread on its parent's node and balances within it first
     cpus = machine.cpus[:threads]
     # the task's own times (getrusage): kscrubd's time on these CPUs is not pft's
-    before = [(c.user_ns, c.system_ns - c.kthread_ns) for c in cpus]
-    counters, scrub = machine.counters(), machine.scrub.totals()
-    scrubbed = machine.scrub.pages_zeroed()
-    start = machine.now
-    for _ in range(rep):
-        _repetition(machine, fault, cpus, per_thread, bzero, progress)
+    before = [(c.user_ns, c.system_ns - c.kthread_ns, c.charged_ns) for c in machine.cpus]
+    counters, scrub, scrubbed = machine.counters(), machine.scrub.totals(), machine.scrub.pages_zeroed()
+    start, window = machine.clock(), ledger.open_window(machine)
+    if sampler is not None:
+        machine.timeline.pacer, machine.timeline.pace_at = sampler, start
+    try:
+        for _ in range(rep):
+            _repetition(machine, fault, cpus, per_thread, bzero, progress)
+    finally:
+        if sampler is not None:
+            machine.timeline.pacer, machine.timeline.pace_at = None, NEVER
     user = sum(c.user_ns - b[0] for c, b in zip(cpus, before))
     system = sum(c.system_ns - c.kthread_ns - b[1] for c, b in zip(cpus, before))
+    charged = sum(c.charged_ns - b[2] for c, b in zip(machine.cpus, before))
     after = machine.counters()
-    return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system, machine.now - start,
+    return JobResult(nbytes, rep, threads, cachelines, pages_per_rep * rep, user, system + charged,
+                     machine.now - start,
                      served_zeroed=after["prezero_alloc_zeroed"] - counters["prezero_alloc_zeroed"],
                      cleared=after["prezero_alloc_cleared"] - counters["prezero_alloc_cleared"],
                      kscrubd_ns=machine.scrub.totals()["cpu_ns"] - scrub["cpu_ns"],
-                     scrubbed_pages=machine.scrub.pages_zeroed() - scrubbed)
+                     scrubbed_pages=machine.scrub.pages_zeroed() - scrubbed, charged_ns=charged,
+                     ledger=ledger.close_window(machine, window))
 
 
 def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> None:
@@ -188,7 +204,7 @@ SCRUB_DEFAULTS = {"scrub_start": 6, "scrub_stop": 2, "scrub_load": 999}
 
 def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", prezeroed: bool = False,
                     backing: str | None = None, scrub: dict | None = None, bte: bool = False,
-                    overrides: dict | None = None):
+                    overrides: dict | None = None, charge: str = "kthread"):
     """A machine set up as for one pft run.
 
     ``stock`` is the kernel without the patch: scrubd never runs, so every
@@ -196,12 +212,14 @@ def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", p
     kernel with scrubd set by ``scrub`` (and left to finish on the idle
     machine before the run, as on a machine that had been up a while);
     ``prezeroed`` starts with every free block zeroed.  The seed's runs had
-    no hardware zeroing, so the BTE driver is off unless ``bte``."""
+    no hardware zeroing, so the BTE driver is off unless ``bte``.  ``charge``:
+    who pays for background zeroing (Machine.set_charge_policy)."""
     from ..machine import Machine
     from ..profiles import load_profile
     if isinstance(profile, str):
         profile = load_profile(profile, overrides=overrides)
     m = Machine(profile, seed=seed, backing=backing)
+    m.set_charge_policy(charge)
     if m.bte is not None:
         m.bte.enabled = bte
     if kernel == "prezero":
@@ -219,9 +237,15 @@ def prepare_machine(profile="altix-8", seed: int = 0, kernel: str = "prezero", p
 
 def run_row(spec: dict, progress=None) -> JobResult:
     """One row on a fresh machine: ``spec`` holds prepare_machine's keywords
-    under "machine" and run_job's under "job"."""
+    under "machine" and run_job's under "job"; with "timeline_ns", the row
+    carries samples of the machine that often (pft --timeline)."""
+    from .timeline import Sampler
     m = prepare_machine(**spec["machine"])
     try:
-        return run_job(m, progress=progress, **spec["job"])
+        sampler = Sampler(m, spec["timeline_ns"]) if spec.get("timeline_ns") else None
+        result = run_job(m, progress=progress, sampler=sampler, **spec["job"])
+        if sampler is not None:
+            result.samples = sampler.rows
+        return result
     finally:
         m.close()

@@ -86,8 +86,10 @@ class Progress:
             self.shown = False
 
 
-def plot(pairs, path: str, kernel: str | None = None) -> int:
-    """fault/wsec and flt/cpu/s against threads; ours, and the seed's where given."""
+def plot(pairs, path: str, kernel: str | None = None, timelines=None) -> int:
+    """fault/wsec and flt/cpu/s against threads; ours, and the seed's where
+    given; with ``timelines`` (rows with samples, pft --timeline) also
+    zeroed memory per node and the fault rate against virtual time."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -97,7 +99,17 @@ def plot(pairs, path: str, kernel: str | None = None) -> int:
         print("vmemu: --plot needs matplotlib: pip install 'vmemu[plot]' (or pip install matplotlib)",
               file=sys.stderr)
         return 1
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 4 if timelines else 2, figsize=(22 if timelines else 11, 4.2))
+    _plot_rows(axes, pairs, kernel)
+    if timelines:
+        _plot_timelines(axes[2], axes[3], timelines)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return 0
+
+
+def _plot_rows(axes, pairs, kernel) -> None:
     series: dict[str, list] = {}
     for row, r in pairs:
         label = row["kernel"] if row else (kernel or "vmemu")
@@ -116,9 +128,50 @@ def plot(pairs, path: str, kernel: str | None = None) -> int:
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return 0
+
+
+def _plot_timelines(zero_ax, rate_ax, results) -> None:
+    """Zeroed memory per node (MiB) and faults per second against virtual time, per row."""
+    for r in results:
+        t = [s["t_ms"] / 1000 for s in r.samples]
+        for key in (k for k in r.samples[0] if k.endswith("_zeroed_kb")) if r.samples else ():
+            zero_ax.plot(t, [s[key] / 1024 for s in r.samples], label=f"{r.threads}t {key[:-10]}")
+        rates = [(b["faults"] - a["faults"]) / ((b["t_ms"] - a["t_ms"]) / 1000 or 1)
+                 for a, b in zip(r.samples, r.samples[1:])]
+        rate_ax.plot(t[1:], rates, label=f"{r.threads} threads")
+    for ax, title in ((zero_ax, "zeroed free memory per node, MiB"), (rate_ax, "faults per virtual second")):
+        ax.set_xlabel("virtual seconds")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+
+
+def ledger_split(r: JobResult) -> dict[str, int]:
+    """A row's window of the ledger in ns: the pft tasks, kernel threads
+    (kscrubd), other kernel time (no task: "kernel"), idle, and the memory
+    buses' busy time by user."""
+    from ..kernel.ledger import IDLE
+    by_task = r.ledger.by_task()
+    kthreads = sum(ns for t, ns in by_task.items() if t.startswith("kscrubd"))
+    tasks = sum(ns for t, ns in by_task.items() if t not in (IDLE, "kernel") and not t.startswith("kscrubd"))
+    bus = r.ledger.bus_by_user()
+    return {"elapsed": r.ledger.elapsed, "task": tasks, "kthread": kthreads, "kernel": by_task.get("kernel", 0),
+            "idle": by_task.get(IDLE, 0), "busy": tasks + kthreads + by_task.get("kernel", 0),
+            **{f"bus_{user}": ns for user, ns in sorted(bus.items())}}
+
+
+def ledger_summary(results) -> str:
+    """pft --ledger: per row, where the machine's time went (virtual ms)
+    and the machine's CPU time per fault, idle left out."""
+    lines = []
+    for r in results:
+        s = ledger_split(r)
+        bus = ", ".join(f"{k[4:]} {ns / 1e6:.3f}" for k, ns in s.items() if k.startswith("bus_")) or "none"
+        lines.append(f"ledger, {r.threads} thread{'s' if r.threads != 1 else ''}: task {s['task'] / 1e6:.3f} ms, "
+                     f"kernel threads {s['kthread'] / 1e6:.3f} ms, other kernel {s['kernel'] / 1e6:.3f} ms, "
+                     f"idle {s['idle'] / 1e6:.3f} ms; machine CPU time per fault {s['busy'] / r.pages / 1000:.3f} us; "
+                     f"memory buses busy (ms): {bus}; zeroing charged to the task {r.charged_ns / 1e6:.3f} ms")
+    return "\n".join(lines)
 
 
 def verbose_line(spec: dict, r: JobResult, profile) -> str:

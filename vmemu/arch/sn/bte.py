@@ -98,7 +98,7 @@ class BteEngine:
             self.m.events.schedule(t + p["timeout_ns"], self.timed_out)
             return
         length = self.m.page_size << order
-        end = self.m.buses[zone.node].transfer(t + p["setup_ns"], length, p["rate_bytes_per_ns"])
+        end = self.m.buses[zone.node].transfer(t + p["setup_ns"], length, p["rate_bytes_per_ns"], "bte")
         self.busy_ns += end - t
         self.m.events.schedule(end, self.complete, BTE_SUCCESS if fault is None else self.error_code)
 
@@ -157,7 +157,7 @@ class BteZeroDriver:
             engine = engines[(first + i) % len(engines)]
             if not engine.busy:
                 engine.submit(cpu.time, scrubd, zone, pfn, order)
-                cpu.sys(self.m.profile.bte["setup_ns"])   # the CPU programs the engine
+                cpu.sys(self.m.profile.bte["setup_ns"], "bte_copy")   # the CPU programs the engine
                 return 0
         self.notavail += 1
         return BTEFAIL_NOTAVAIL
