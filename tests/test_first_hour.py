@@ -357,6 +357,7 @@ PFT_WORDS = ["-g", "-b", "-r", "-f", "-c", "-z", "-t", "-v", "-j", "--profile", 
              "2", "010", "0x10", "-1", "1M", "1G", "1T", "1,2", "1,,2", ",", "", "nan", "1e9", "9" * 25]
 
 
+@pytest.mark.slow
 def test_any_pft_argv_is_a_usage_error_or_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)               # --plot WORD draws WORD here when matplotlib is installed
     import contextlib

@@ -183,7 +183,8 @@ def fuzz(mp, profile):
     return count
 
 
-@pytest.mark.parametrize("profile, args", [("x86-64", ()), ("altix-8", ("--backing", "none"))])
+@pytest.mark.parametrize("profile, args", [("x86-64", ()),
+                                           pytest.param("altix-8", ("--backing", "none"), marks=pytest.mark.slow)])
 def test_hostile_input_to_every_writable_file(profile, args, capsys):
     with mounting(profile, *args) as mp:
         fuzz(mp, profile)

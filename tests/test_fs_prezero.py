@@ -313,6 +313,7 @@ def test_injected_errors_show_in_error_counters(mount_profile):
     assert total(mp, "redone_blocks") == used + failed
 
 
+@pytest.mark.slow
 def test_injected_hang_times_out_and_is_retried(mount_profile):
     mp = mount_profile(*ALTIX)
     engines = [f"{P}/bte/node0/engine{i}" for i in range(ALTIX_ENGINES)]

@@ -46,7 +46,8 @@ def state_file(tmp_path):
     return str(tmp_path / "machine.state")
 
 
-@pytest.mark.parametrize("stop", ["umount", signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", ["umount", pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                  pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_restored_after_clean_shutdown(fresh_mountpoint, state_file, stop):
     mp = fresh_mountpoint
     vmemu("mount", mp, *MOUNT, "--state", state_file)
@@ -69,6 +70,7 @@ def test_restored_after_clean_shutdown(fresh_mountpoint, state_file, stop):
     vmemu("umount", mp)
 
 
+@pytest.mark.slow
 def test_corrupt_or_foreign_state_is_refused(fresh_mountpoint, state_file):
     mp = fresh_mountpoint
     vmemu("mount", mp, *MOUNT, "--state", state_file)
@@ -137,6 +139,7 @@ def test_checkpoint_survives_sigkill(fresh_mountpoint, state_file):
     vmemu("umount", mp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "bit flipped"])
 def test_torn_checkpoint_is_refused(fresh_mountpoint, state_file, damage):
     mp = fresh_mountpoint
@@ -175,6 +178,7 @@ def session(mp, state_file, checkpoints: bool):
     return rows, read(mp, "proc/vmstat")
 
 
+@pytest.mark.slow
 def test_checkpoints_never_change_behaviour(fresh_mountpoint, tmp_path):
     mp, results = fresh_mountpoint, []
     for interval in ("0", "0.1"):
@@ -208,6 +212,7 @@ def test_checkpoint_waits_until_the_machine_is_idle(fresh_mountpoint, state_file
     vmemu("umount", mp)
 
 
+@pytest.mark.slow
 def test_a_failing_checkpoint_keeps_the_previous_file_and_the_daemon(fresh_mountpoint, state_file):
     mp = fresh_mountpoint
     vmemu("mount", mp, *MOUNT, "--state", state_file, "--checkpoint", "0.2")

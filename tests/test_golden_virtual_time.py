@@ -23,7 +23,8 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# the real-backing cases (a few seconds each) run in the full suite only
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if " real " in n else n for n in CASES])
 def test_case_matches_golden(golden, name):
     assert name in golden, f"{name!r} missing from {GOLDEN.name}: run tests/make_golden.py"
     got = canonical(CASES[name]())

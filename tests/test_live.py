@@ -49,6 +49,7 @@ def test_statistics_move_during_a_4_gib_job(mount_profile):
     assert values == sorted(values) and before <= values[0] and values[-1] <= before + 262144
 
 
+@pytest.mark.slow
 def test_the_row_is_the_same_whatever_the_pace(mount_profile):
     rows = []
     for speed in ("max", "1", "3"):

@@ -91,6 +91,7 @@ def test_mount_fault_trigger_gives_the_same_row_as_vmemu_pft():
     assert row_mount == out[0]
 
 
+@pytest.mark.slow
 def test_plot_needs_matplotlib_or_writes_png(tmp_path):
     png = tmp_path / "p.png"
     p = run("-b", str(16 << 20), "-f", "1,2", "--profile", "x86-64", "--plot", str(png), check=False)

@@ -300,6 +300,7 @@ def test_plain_counter_says_points_and_time_left():
 
 # -- plots ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ['threads = [1, 2]', 'threads = [1, 2]\n[zip]\nbytes = ["8M", "16M"]\nrep = [1, 2]'],
                          ids=["line", "heat-map"])
 def test_plot_one_axis_lines_two_axes_heat_map(tmp_path, text):

@@ -168,6 +168,7 @@ def test_no_host_file_beside_the_emulated_ones(shell):
     assert quiet(out, "node_dir").split() == sorted(os.listdir(os.path.join(mp, "sys/devices/system/node")))
 
 
+@pytest.mark.slow
 def test_altix_512_files_and_the_tools_that_parse_them():
     # 512 CPUs in 256 nodes. numactl and libnuma's users (top, vmstat) size their
     # cpumask from the host's sched_getaffinity and cannot parse a 512-bit map on a
