@@ -1,4 +1,4 @@
-"""The emulated files through monitoring exporters' parsers (issue 8).
+"""The emulated files through monitoring exporters' parsers.
 
 The parse_* functions are strict Python versions of the rules of the
 Prometheus procfs library and node_exporter 1.5 collectors (what they read,

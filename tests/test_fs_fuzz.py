@@ -1,4 +1,4 @@
-"""Hostile input to every writable file of the mount (issue 6).
+"""Hostile input to every writable file of the mount.
 
 The writable files are found by walking the mount.  Every input goes both to
 the mount and to the same file object of an in-process copy of the machine

@@ -1,4 +1,4 @@
-"""Issue 6, "nothing lost, nothing leaked": random sequences of everything the
+"""Nothing lost, nothing leaked: random sequences of everything the
 machine can be asked to do (allocations of every order with and without
 __GFP_ZERO, frees, small fault jobs, drains, scrubd on both policies with
 hostile sysctl values, virtual time, BTE errors and hangs, fail_page_alloc),

@@ -1,4 +1,4 @@
-"""`vmemu shell`: real procps and psutil acting on the emulator (issue 8).
+"""`vmemu shell`: real procps and psutil acting on the emulator.
 
 The tests run procps inside the private mount namespace and compare what it
 reports with the emulated files read straight from the mount.  The last test

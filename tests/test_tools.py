@@ -1,5 +1,5 @@
 """The usual tools, unmodified, inside `vmemu shell`, describe the emulated
-machine and nothing else (issue 16): numactl, numastat, lscpu, mpstat,
+machine and nothing else: numactl, numastat, lscpu, mpstat,
 vmstat, top, free and psutil, on every profile, checked against the
 profile's numbers.  Each profile's tools run in one shell session, every
 tool's stdout and stderr to files of their own, so that a warning on stderr

@@ -97,6 +97,11 @@ class Kernel:
         finally:
             self.lock.release()
 
+    @property
+    def someone_waiting(self) -> bool:
+        """A reader or writer waits for the model lock (a job lets it in)."""
+        return self._waiting > 0
+
     def render(self, f) -> bytes:
         if not f.model:
             return f.generate()
@@ -247,7 +252,7 @@ class Pace:
                     self.reported = True
                     log.warning("fault job behind its pace (speed %g): the host cannot keep up; "
                                 "it runs as fast as it can", k.speed)
-        if wait > 0 or now - self.opened >= OPEN_S or k._waiting:
+        if wait > 0 or now - self.opened >= OPEN_S or k.someone_waiting:
             k.open_window(max(wait, 0.0))
             self.opened = time.monotonic()
 

@@ -49,22 +49,21 @@ class Ledger:
 
     def by_task(self) -> dict[str, int]:
         """ns per task over every CPU (idle as the task "idle")."""
-        out: dict[str, int] = {}
-        for (_cpu, task, _act), ns in self.cpu.items():
-            out[task] = out.get(task, 0) + ns
-        return out
+        return _sum_by(self.cpu, 1)
 
     def by_cpu(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for (cpu, _task, _act), ns in self.cpu.items():
-            out[cpu] = out.get(cpu, 0) + ns
-        return out
+        return _sum_by(self.cpu, 0)
 
     def bus_by_user(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for (_node, user), ns in self.bus.items():
-            out[user] = out.get(user, 0) + ns
-        return out
+        return _sum_by(self.bus, 1)
+
+
+def _sum_by(entries: dict[tuple, int], field: int) -> dict:
+    """ns summed by one field of the entries' keys."""
+    out: dict = {}
+    for key, ns in entries.items():
+        out[key[field]] = out.get(key[field], 0) + ns
+    return out
 
 
 @dataclass
