@@ -7,10 +7,10 @@ from vmemu.profiles import ARCH_REQUIRED, REQUIRED, ProfileError, load_profile, 
 
 
 def test_shipped_profiles():
-    assert {"altix-8", "x86-64", "altix-512"} <= set(shipped_profiles())
+    assert {"altix-8", "x86-64", "altix-512", "i386-piii"} <= set(shipped_profiles())
 
 
-@pytest.mark.parametrize("name", ["altix-8", "x86-64", "altix-512"])
+@pytest.mark.parametrize("name", ["altix-8", "x86-64", "altix-512", "i386-piii"])
 def test_every_parameter_has_a_source(name):
     prof = load_profile(name)
     for section, keys in REQUIRED.items():
@@ -96,7 +96,8 @@ def refused(tmp_path, text: str, message: str) -> None:
     (CACHE.format(**LEAF | dict(shared=3)), "shared_cpus must divide cpus_per_node"),
     ('[cache]\nL2 = { level = 2, type = "Unified", size = "1M" }\n', r"\[cache\] L2.line_size must be int"),
     (CACHE.format(**LEAF).replace('source = "test"', 'source = "test", color = "red"'), "unknown keys color"),
-    ('[cpu]\narch = { value = "sparc64", source = "test" }\n', "arch must be one of ia64, x86_64"),
+    ('[cpu]\narch = { value = "sparc64", source = "test" }\n', "arch must be one of ia64, x86_64, i386"),
+    ('[cpu]\narch = { value = "i386", source = "test" }\n', r"\[cpu\] bugs is missing"),
     ('[cpu]\ncores_per_package = { value = 3, source = "test" }\n', "cores_per_package must divide cpus_per_node"),
     ('[cpu]\nnr_cpus_config = { value = 1, source = "test" }\n', "nr_cpus_config must be in 2..4096"),
 ])

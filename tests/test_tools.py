@@ -64,7 +64,7 @@ class Machine:
         return list(range(node * self.per_node, (node + 1) * self.per_node))
 
 
-@pytest.fixture(scope="module", params=["altix-8", "x86-64"])
+@pytest.fixture(scope="module", params=["altix-8", "x86-64", "i386-piii"])
 def shell(request):
     """(Machine, mount point, tool outputs) for each profile."""
     with mounting(request.param) as mp:

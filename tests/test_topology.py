@@ -18,7 +18,7 @@ NODE = "sys/devices/system/node"
 @pytest.fixture(scope="module")
 def trees():
     """profile -> the daemon's file table (no mount: the render functions)."""
-    kernels = {p: Kernel(Machine(p, backing="none")) for p in ("altix-8", "x86-64")}
+    kernels = {p: Kernel(Machine(p, backing="none")) for p in ("altix-8", "x86-64", "i386-piii")}
     yield {p: k.tree for p, k in kernels.items()}
     for k in kernels.values():
         k.machine.close()
@@ -114,6 +114,35 @@ def test_cpuinfo_x86_64(trees):
         "model name\t: Dual Core AMD Opteron(tm) Processor 280", "stepping\t: 2", "cpu MHz\t\t: 2400.000",
         "cache size\t: 1024 KB", "physical id\t: 0", "siblings\t: 2", "core id\t\t: 1", "cpu cores\t: 2"]
     assert " lm " in rows[16] and rows[-1] == "power management: ts fid vid ttp"
+
+
+def test_cpuinfo_i386_2_6_10(trees):
+    # arch/i386/kernel/cpu/proc.c: no physical id or siblings without HT siblings,
+    # the errata lines, flags as " name" each, bogomips last
+    records = text(trees["i386-piii"], "proc/cpuinfo").split("\n\n")
+    assert len(records) == 3 and records[-1] == ""
+    assert records[1].split("\n") == [
+        "processor\t: 1", "vendor_id\t: GenuineIntel", "cpu family\t: 6", "model\t\t: 7",
+        "model name\t: Pentium III (Katmai)", "stepping\t: 3", "cpu MHz\t\t: 450.000", "cache size\t: 512 KB",
+        "fdiv_bug\t: no", "hlt_bug\t\t: no", "f00f_bug\t: no", "coma_bug\t: no", "fpu\t\t: yes",
+        "fpu_exception\t: yes", "cpuid level\t: 2", "wp\t\t: yes",
+        "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 mmx fxsr sse",
+        "bogomips\t: 897.84"]
+
+
+def test_i386_topology_and_caches(trees):
+    t = trees["i386-piii"]
+    assert text(t, f"{CPU}/online") == "0-1\n" and text(t, f"{CPU}/kernel_max") == "7\n"     # NR_CPUS 8
+    assert {k: text(t, f"{CPU}/cpu1/topology/{k}") for k in ("physical_package_id", "core_id", "core_siblings_list")} \
+        == {"physical_package_id": "1\n", "core_id": "0\n", "core_siblings_list": "1\n"}       # two sockets
+    leaves = [{k: text(t, f"{CPU}/cpu0/cache/index{i}/{k}") for k in ("type", "size", "coherency_line_size",
+                                                                      "number_of_sets")} for i in range(3)]
+    assert leaves == [{"type": "Data\n", "size": "16K\n", "coherency_line_size": "32\n", "number_of_sets": "128\n"},
+                      {"type": "Instruction\n", "size": "16K\n", "coherency_line_size": "32\n",
+                       "number_of_sets": "128\n"},
+                      {"type": "Unified\n", "size": "512K\n", "coherency_line_size": "32\n",
+                       "number_of_sets": "4096\n"}]
+    assert text(t, f"{NODE}/online") == "0\n" and text(t, f"{NODE}/node0/cpulist") == "0-1\n"
 
 
 def write(path, data: bytes) -> int:

@@ -29,7 +29,7 @@ from ..lib.cmdline import memparse
 PROFILE_DIR = Path(__file__).parent
 DEFAULT_PROFILE = "altix-8"
 SECTIONS = ("machine", "cpu", "cost", "bte")
-ARCHES = ("ia64", "x86_64")
+ARCHES = ("ia64", "x86_64", "i386")
 
 # Every parameter a profile must end up with (after inheritance), and its type.
 REQUIRED = {
@@ -63,7 +63,10 @@ REQUIRED = {
 ARCH_REQUIRED = {
     "ia64": {"archrev": int, "cpu_regs": int, "itc_mhz": int},
     "x86_64": {"cpuid_level": int, "tlb_size": int, "address_sizes": str, "power_management": str},
+    # bugs: the errata i386's show_cpuinfo reports as "yes", of I386_BUGS ("" for none)
+    "i386": {"cpuid_level": int, "bugs": str},
 }
+I386_BUGS = ("fdiv", "hlt", "f00f", "coma")
 CACHE_TYPES = ("Data", "Instruction", "Unified")
 WRITE_POLICIES = ("WriteBack", "WriteThrough")
 
@@ -268,9 +271,17 @@ def _check(prof: Profile) -> None:
     if arch not in ARCHES:
         raise ProfileError(f"{prof.path}: [cpu] arch must be one of {', '.join(ARCHES)}, got {arch!r}")
     _check_keys(prof, "cpu", ARCH_REQUIRED[arch])
+    if arch == "i386":
+        _check_i386_bugs(prof)
     _check_machine(prof)
     _check_cpus(prof)
     zone_layout(prof)   # raises on a bad zone list
+
+
+def _check_i386_bugs(prof: Profile) -> None:
+    for bug in prof.cpu["bugs"].split():
+        if bug not in I386_BUGS:
+            raise ProfileError(f"{prof.path}: [cpu] bugs: {bug!r} is not one of {', '.join(I386_BUGS)}")
 
 
 def _check_keys(prof: Profile, section: str, keys: dict) -> None:
