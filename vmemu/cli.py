@@ -509,6 +509,8 @@ def add_top(sub) -> None:
 from .pft.cli import add_pft   # noqa: E402  (the pft subcommand, in a module of its own)
 from .sweep.cli import add_sweep   # noqa: E402  (pft over a grid: vmemu/sweep/)
 from .pft.validate_cli import add_validate   # noqa: E402  (a measured pft table against a profile)
+from .hostpft.cli import add_hostpft   # noqa: E402  (pft on the host's kernel: vmemu/hostpft/)
+from .calibrate.cli import add_calibrate   # noqa: E402  (the host as a profile: vmemu/calibrate/)
 
 
 # -------------------------------------------------------------------------------
@@ -527,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                     description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
     parser.add_argument("--version", action="version", version=f"vmemu {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_mount, add_umount, add_status, add_shell, add_top, add_pft, add_sweep, add_validate):
+    for add in (add_mount, add_umount, add_status, add_shell, add_top, add_pft, add_sweep, add_validate,
+                add_hostpft, add_calibrate):
         add(sub)
     return parser
 
