@@ -47,16 +47,7 @@ def add_hostpft(sub) -> None:
 
 def add_options(p) -> None:
     """The options of vmemu pft that describe a job on any machine."""
-    from ..cli import count, size, thread_list
-    amount = p.add_mutually_exclusive_group()
-    amount.add_argument("-g", dest="gigabytes", type=count, help="gigabytes per repetition (default 1)")
-    amount.add_argument("-b", dest="bytes", type=size, help="bytes per repetition, e.g. 64M")
-    p.add_argument("-r", dest="rep", type=count, help="repetitions (default 1)")
-    p.add_argument("-f", dest="threads", type=thread_list, action="append", default=[],
-                   help="threads, or a list like 1,2 (at most the CPUs this process may use)")
-    p.add_argument("-c", dest="cachelines", type=count, help="cache lines touched per page (default 1)")
-    p.add_argument("-z", dest="zero", action="store_true", help="bzero each page after its fault (user space)")
-    p.add_argument("-t", dest="title", action="store_true", help="print the title line")
-    p.add_argument("-v", dest="verbose", action="store_true",
-                   help="per row, on stderr: the faults the kernel counted and the exit's time")
+    from ..pft.cli import add_job_options
+    add_job_options(p, "threads, or a list like 1,2 (at most the CPUs this process may use)",
+                    "per row, on stderr: the faults the kernel counted and the exit's time")
     p.add_argument("--format", choices=("2004", "2006", "csv", "json"), help="default 2004")

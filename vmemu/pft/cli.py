@@ -201,20 +201,25 @@ def add_pft(sub) -> None:
     p.set_defaults(func=cmd_pft)
 
 
-def add_options(p) -> None:
-    """pft's options: the one list, for `vmemu pft` and a sweep spec's keys."""
-    from ..cli import count, positive, size, sysctl_int, thread_list
+def add_job_options(p, threads_help: str, verbose_help: str) -> None:
+    """The options that describe a pft job on any machine (vmemu pft's, vmemu hostpft's)."""
+    from ..cli import count, size, thread_list
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("-g", dest="gigabytes", type=count, help="gigabytes per repetition (default 1)")
     amount.add_argument("-b", dest="bytes", type=size, help="bytes per repetition, e.g. 64M")
     p.add_argument("-r", dest="rep", type=count, help="repetitions (default 1)")
-    p.add_argument("-f", dest="threads", type=thread_list, action="append", default=[],
-                   help="threads, or a list like 1,2,4,8")
+    p.add_argument("-f", dest="threads", type=thread_list, action="append", default=[], help=threads_help)
     p.add_argument("-c", dest="cachelines", type=count, help="cache lines touched per page (default 1)")
-    p.add_argument("-z", dest="zero", action="store_true", help="bzero the area first (user-space clear)")
+    p.add_argument("-z", dest="zero", action="store_true", help="bzero each page after its fault (user space)")
     p.add_argument("-t", dest="title", action="store_true", help="print the title line")
-    p.add_argument("-v", dest="verbose", action="store_true",
-                   help="per row, on stderr: the job and how its faults were served")
+    p.add_argument("-v", dest="verbose", action="store_true", help=verbose_help)
+
+
+def add_options(p) -> None:
+    """pft's options: the one list, for `vmemu pft` and a sweep spec's keys."""
+    from ..cli import count, positive, sysctl_int
+    add_job_options(p, "threads, or a list like 1,2,4,8",
+                    "per row, on stderr: the job and how its faults were served")
     p.add_argument("--profile", default="altix-8")
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--kernel", choices=("stock", "prezero"), help="default prezero")
