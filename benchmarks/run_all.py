@@ -408,8 +408,8 @@ def release_rates(smoke: bool) -> list[tuple]:
         nbytes = sum(d.pages_zeroed() for d in m.scrub.daemons) * m.page_size
         scrub = max(scrub, nbytes / (time.perf_counter() - t))
         m.close()
-        buf = mmap.mmap(-1, nbytes)
-        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)     # as an arena: shared
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))                   # memory would stay in shmem
         ctypes.memset(addr, 0xAA, nbytes)                     # backed, as memset_seconds' memory is
         t = time.perf_counter()
         assert _madvise(addr, nbytes, _MADV_DONTNEED) == 0
