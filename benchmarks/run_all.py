@@ -16,7 +16,10 @@ Rows:
   /proc/buddyinfo (the ceiling);
 - scale: altix-512 mount time and daemon RSS, a 64 GiB 64-thread pft job;
 - cost growth: host time per fault from 2^16 to 2^22 faults, mount time and
-  RSS from 1 GiB to 4 TiB.
+  RSS from 1 GiB to 4 TiB;
+- host memory: the RSS of an idle altix-8 daemon with every free page
+  zeroed, before and after a job, the peak RSS of pft's 4 GiB run, and how
+  fast zeroing by giving memory back runs next to memset.
 
 Timings on a shared machine are noisy: every rate is the best of several
 interleaved rounds, and the median is printed next to it.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import glob
 import json
 import mmap
 import os
@@ -319,6 +323,112 @@ def growth(smoke: bool) -> list[tuple]:
     return rows
 
 
+# -- host memory (RSS) -------------------------------------------------------------
+
+def status_mib(pid: int, field: str) -> float:
+    """A field of /proc/PID/status (VmRSS, VmHWM) in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(f.read().split(f"{field}:")[1].split()[0]) / 1024
+
+
+def scrub_everything(mp: str) -> float:
+    """`echo 6 > scrub_start` as in README's session, then wait until every
+    node's kscrubd sleeps again; returns the wait in seconds."""
+    t = time.perf_counter()
+    subprocess.run(["sh", "-c", f"echo 6 > {mp}/proc/sys/vm/scrub_start"], check=True)
+    nodes = glob.glob(os.path.join(mp, "sys/kernel/mm/prezero/scrubd/node*/state"))
+    while any(read_text(n).strip() != "sleeping" for n in nodes):
+        time.sleep(0.05)                                          # a poll of the daemon's own state
+    return time.perf_counter() - t
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def idle_rss(smoke: bool) -> list[tuple]:
+    """A daemon's RSS once scrubd has zeroed every free page, on a fresh
+    machine and again after a fault job (and its peak during the job)."""
+    profile, job = ("x86-64", "bytes=64M threads=2 rep=1") if smoke else ("altix-8", "bytes=1G threads=2 rep=3")
+    m = Mount(profile)
+    try:
+        from vmemu.profiles import load_profile
+        machine_mib = load_profile(profile).total_pages * load_profile(profile).machine["page_size"] / 2**20
+        scrub_s = scrub_everything(m.mp)
+        fresh = status_mib(m.pid, "VmRSS")
+        subprocess.run(["sh", "-c", f"echo '{job}' > {m.mp}/proc/vmemu/fault"], check=True)
+        peak = status_mib(m.pid, "VmHWM")
+        scrub_everything(m.mp)
+        after = status_mib(m.pid, "VmRSS")
+    finally:
+        m.close()
+    every = f"{machine_mib:,.0f} every page frame"
+    return [(f"rss: idle {profile} daemon, every free page zeroed (scrub_start 6, {scrub_s:.1f} s), MiB",
+             f"{fresh:.0f}", every, f"{fresh / machine_mib:.3f}", "< 256"),
+            (f"rss: the same after `echo '{job}' > fault` and scrubd again, MiB",
+             f"{after:.0f} (peak {peak:.0f} in the job)", every, f"{after / machine_mib:.3f}", "< 256")]
+
+
+def pft_peak_rss(smoke: bool) -> list[tuple]:
+    """The peak RSS (VmHWM) of a vmemu pft run as a user types it; the
+    process reports it at its own exit (ru_maxrss would start from this
+    process's size at the fork)."""
+    args = ["pft", "-b", "64M", "-r", "1", "-f", "1", "--profile", "x86-64"] if smoke else \
+        ["pft", "-g", "4", "-r", "3", "-f", "1", "--profile", "altix-8"]
+    code = ("import atexit, sys\n"
+            "from vmemu.cli import main\n"
+            "atexit.register(lambda: sys.stderr.write('VmHWM ' + open('/proc/self/status').read()"
+            ".split('VmHWM:')[1].split()[0] + '\\n'))\n"
+            f"sys.exit(main({args!r}))\n")
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    dt = time.perf_counter() - t
+    peak_gib = int(p.stderr.split("VmHWM ")[1].split()[0]) / 2**20
+    job_gib = (64 << 20 if smoke else 4 * GiB) / GiB
+    return [(f"rss: peak of vmemu {' '.join(args)} ({dt:.1f} s), GiB", f"{peak_gib:.2f}",
+             f"{job_gib:g} the job's memory", f"{peak_gib / job_gib:.2f}", "<= 1.5" if not smoke else "-")]
+
+
+def release_rates(smoke: bool) -> list[tuple]:
+    """Zeroing by giving host memory back: scrubd on a fresh machine (no
+    host page backed yet), and one madvise(MADV_DONTNEED) of memory the host
+    backs, each next to a memset of as many bytes."""
+    from vmemu.machine import Machine
+    from vmemu.mm.memory import _MADV_DONTNEED, _madvise
+    from vmemu.profiles import load_profile
+    prof = load_profile("x86-64", overrides={"machine.node_memory": "64M" if smoke else "2G"})
+    scrub, drop, plain = 0.0, 0.0, 0.0
+    for _ in range(1 if smoke else 3):                 # interleaved: the same load for all three
+        m = Machine(prof, backing="real")
+        t = time.perf_counter()
+        m.sysctl["scrub_stop"] = 4
+        m.set_sysctl("scrub_start", 4)
+        m.run_until_idle()
+        nbytes = sum(d.pages_zeroed() for d in m.scrub.daemons) * m.page_size
+        scrub = max(scrub, nbytes / (time.perf_counter() - t))
+        m.close()
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)     # as an arena: shared
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))                   # memory would stay in shmem
+        ctypes.memset(addr, 0xAA, nbytes)                     # backed, as memset_seconds' memory is
+        t = time.perf_counter()
+        assert _madvise(addr, nbytes, _MADV_DONTNEED) == 0
+        drop = max(drop, nbytes / (time.perf_counter() - t))
+        del addr
+        buf.close()
+        plain = max(plain, nbytes / memset_seconds(nbytes))
+    return [("zeroing: scrubd, order >= 4, on a fresh machine (no host page backed), bytes / host s",
+             f"{scrub / 1e9:.2f} GB/s", f"{plain / 1e9:.2f} GB/s memset", f"{scrub / plain:.2f}", ">= 1.0"),
+            ("zeroing: madvise(MADV_DONTNEED) of memory the host backs, bytes / host s",
+             f"{drop / 1e9:.2f} GB/s", f"{plain / 1e9:.2f} GB/s memset", f"{drop / plain:.2f}", "-")]
+
+
+def host_memory(smoke: bool) -> list[tuple]:
+    rows = idle_rss(smoke) if fuse_usable() else [("rss: idle daemon", "skipped: no /dev/fuse or libfuse3",
+                                                   "-", "-", "< 256")]
+    return rows + pft_peak_rss(smoke) + release_rates(smoke)
+
+
 def machine_info() -> str:
     model = "unknown CPU"
     try:
@@ -330,7 +440,8 @@ def machine_info() -> str:
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-SECTIONS = {"fault": fault_path, "zero": zeroing, "control": control_plane, "scale": scale, "growth": growth}
+SECTIONS = {"fault": fault_path, "zero": zeroing, "control": control_plane, "scale": scale, "growth": growth,
+            "rss": host_memory}
 
 
 def main() -> int:

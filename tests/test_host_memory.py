@@ -1,16 +1,31 @@
-"""Refuse up front, never OOM: what a machine and a job may make the host
+"""Host memory: what the host backs, and what it may be asked to.
+
+The footprint follows the non-zero bytes: zeroed free memory is given back
+to the host (RealMemory.release), a freed page is poisoned by a canary, and
+a fault backs only the host pages the task writes; every zero check still
+reads real bytes, so a byte planted in a "zeroed" page is caught.  Measured
+as the host counts it (RssAnon of this process, VmRSS of a daemon).
+
+Refuse up front, never OOM: what a machine and a job may make the host
 hold (vmemu.mm.memory.host_bytes), and every place that refuses on it or
 sizes a worker count by it.  VMEMU_HOST_AVAILABLE pretends the host has
 that much memory available (it reaches the daemon through the CLI)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 
 import pytest
 
-from conftest import cli, one_line, read, vmemu
-from vmemu.mm.memory import HostMemoryError, host_bytes, human_bytes
+import vmemu.mm.memory as memory_mod
+from conftest import cli, daemon_pid, mounting, one_line, read, sh, vmemu, wait_for
+from helpers import tiny_machine
+from vmemu import pft
+from vmemu.mm.gfp import GFP_HIGHUSER, GFP_ZERO
+from vmemu.mm.memory import PAGE_POISON, HostMemoryError, RealMemory, host_bytes, human_bytes
+from vmemu.mm.mmzone import PCP_ZEROED, ZEROED
 from vmemu.mounts import mount_state
 from vmemu.pft.rows import default_jobs, row_bytes
 from vmemu.profiles import load_profile
@@ -119,3 +134,217 @@ def test_a_fault_job_the_host_cannot_hold_is_enomem(fresh_mountpoint, tmp_path):
         assert "pgfault 1000\n" in read(fresh_mountpoint, "proc/vmstat")
     finally:
         vmemu("umount", fresh_mountpoint)
+
+
+# -- the footprint follows the non-zero bytes ------------------------------------------
+
+MiB = 1 << 20
+
+
+def rss(pid="self", field: str = "RssAnon") -> int:
+    """Bytes of ``field`` in /proc/PID/status (the host's count)."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) << 10
+
+
+@pytest.fixture
+def arena():
+    """64 MiB of real memory in 16 KiB pages, without a memory thread."""
+    m = RealMemory(16384, [(0, 4096)], offload=False)
+    yield m
+    m.close()
+
+
+def test_released_memory_reads_zero_and_holds_nothing(arena):
+    arena.fill(0, 4096, 0x11)
+    backed = rss()
+    arena.release(0, 4096)
+    assert backed - rss() > 60 * MiB                       # all 64 MiB went back to the host
+    gone = rss()
+    assert arena.is_zero(0, 4096) and arena.read(7, 1) == bytes(16384)
+    assert rss() - gone < 4 * MiB                          # reading maps the host's zero page
+    arena.clear(0, 1024)                                   # a clear for use writes: 16 MiB back
+    assert 14 * MiB < rss() - gone < 20 * MiB
+
+
+def test_a_byte_planted_in_released_memory_is_seen(arena):
+    arena.release(0, 4096)
+    arena.touch(100, 16383, 0x5A)                          # the last byte of page 100
+    assert not arena.is_zero(0, 4096) and not arena.is_zero(100, 1)
+    assert arena.is_zero(0, 100) and arena.is_zero(101, 3995)
+    arena.release(100, 1)
+    assert arena.is_zero(0, 4096)
+
+
+def test_host_pages_shared_at_the_edges_are_memset(monkeypatch):
+    """Pages of 4 KiB on a host of 16 KiB pages: release gives back only the
+    host pages inside the block and memsets the rest; the neighbours keep
+    their bytes."""
+    monkeypatch.setattr(memory_mod, "HOST_PAGE", 16384)
+    m = RealMemory(4096, [(0, 64)], offload=False)
+    try:
+        for first, n in ((1, 2), (6, 9), (16, 4), (30, 1)):
+            m.fill(0, 64, 0x11)
+            m.release(first, n)
+            for p in range(64):
+                assert m.read(p, 1) == (bytes(4096) if first <= p < first + n else b"\x11" * 4096), (first, n, p)
+    finally:
+        m.close()
+
+
+def test_poison_is_a_canary_that_reads_as_a_filled_page(arena):
+    arena.release(0, 4096)
+    before = rss()
+    arena.poison(0, 4096)
+    assert 14 * MiB < rss() - before < 20 * MiB            # one host page of four: the canary's
+    poison = bytes([PAGE_POISON]) * 16384
+    assert all(not arena.is_zero(p, 1) for p in range(4096))     # the zero check finds every one
+    assert arena.read(9, 1) == poison
+    arena.touch(9, 5000, 0x01)                             # a store into a poisoned page fills it first
+    assert arena.read(9, 1) == poison[:5000] + b"\x01" + poison[5001:]
+    arena.clear(10, 1)
+    assert arena.read(10, 1) == bytes(16384) and arena.read(11, 1) == poison
+    assert arena.digest() == hashlib.sha256(b"".join(arena.read(p, 1) for p in range(4096))).hexdigest()
+
+
+def test_a_fault_backs_only_what_the_task_writes():
+    """16 KiB pages, one line touched a page: the host backs a host page a
+    page (a quarter), whether the page came zeroed or was cleared, and
+    every page was checked (no verify failure)."""
+    for kernel in ("stock", "prezero"):
+        m = pft.prepare_machine("altix-8", 0, kernel, backing="real", overrides={
+            "machine.node_memory": "128M", "machine.nodes": 1, "machine.cpus_per_node": 2})
+        try:
+            before = rss()
+            r = pft.run_job(m, 96 * MiB, 1, 1, 1)
+            assert r.pages == 6144 and m.counters()["prezero_verify_fail"] == 0
+            assert 20 * MiB < rss() - before < 40 * MiB, kernel      # 24 MiB, not 96
+        finally:
+            m.close()
+
+
+def test_a_planted_byte_in_a_zeroed_free_page_is_caught_and_cleared():
+    m = tiny_machine(pages=64, max_order=4)
+    try:
+        m.set_sysctl("scrub_stop", 0)
+        m.set_sysctl("scrub_start", 0)
+        m.run_until_idle()
+        zeroed = [p for z in m.zones for o, a in enumerate(z.free_area[ZEROED]) for b in a.free_list
+                  for p in range(b, b + (1 << o))]
+        assert len(zeroed) == 64 and all(m.memory.is_zero(p, 1) for p in zeroed)
+        for p in zeroed:
+            m.memory.touch(p, 4000, 0x5A)
+        pfn = m.alloc.alloc_pages(m.cpus[0], 0, GFP_HIGHUSER | GFP_ZERO)
+        assert m.counters()["prezero_verify_fail"] == 1         # caught at hand-out ...
+        assert m.memory.read(pfn, 1) == bytes(4096)            # ... and the task gets zeros
+    finally:
+        m.close()
+
+
+def test_a_restored_machine_is_zero_where_zeroed_and_poisoned_elsewhere(tmp_path):
+    """Restored real memory, checked on its real bytes (is_zero, not read's
+    view): every zeroed free page is zero, every other page fails the check
+    (its canary)."""
+    from vmemu.state import load_state, save_state
+    m = tiny_machine(pages=256, max_order=6)
+    try:
+        pft.run_job(m, 128 * 4096, 1, 1, 1)
+        m.set_sysctl("scrub_start", 3)
+        m.run_until_idle()
+        held = m.alloc.alloc_pages(m.cpus[0], 2, GFP_HIGHUSER | GFP_ZERO)
+        path = str(tmp_path / "m.state")
+        save_state(m, path)
+    finally:
+        m.close()
+    r = load_state(path)
+    try:
+        zero = {p for z in r.zones for o, a in enumerate(z.free_area[ZEROED]) for b in a.free_list
+                for p in range(b, b + (1 << o))}
+        zero |= {p for z in r.zones for lists in z.pageset.values() for p in lists[PCP_ZEROED].list}
+        assert 0 < len(zero) < 256 and held not in zero
+        assert [r.memory.is_zero(p, 1) for p in range(256)] == [p in zero for p in range(256)]
+    finally:
+        r.close()
+
+
+# -- the same, through a mounted daemon ------------------------------------------------
+
+def wait_scrubd_idle(mp: str) -> None:
+    def idle():
+        nodes = [d for d in os.listdir(os.path.join(mp, "sys/kernel/mm/prezero/scrubd")) if d.startswith("node")]
+        return all(read(mp, f"sys/kernel/mm/prezero/scrubd/{d}/state").strip() == "sleeping" for d in nodes)
+    wait_for(idle, timeout=120)
+
+
+def vmstat(mp: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in read(mp, "proc/vmstat").splitlines())}
+
+
+def run(cmd: str) -> None:
+    p = sh(cmd)
+    assert p.returncode == 0, (cmd, p.stderr)
+
+
+def test_a_daemon_gives_zeroed_memory_back():
+    with mounting("x86-64") as mp:
+        pid = daemon_pid(mp)
+        run(f"echo 'bytes=512M' > {mp}/proc/vmemu/fault")
+        used = rss(pid, "VmRSS")
+        assert used > 500 * MiB                           # the job's pages, freed and poisoned
+        run(f"echo 0 > {mp}/proc/sys/vm/scrub_stop && echo 0 > {mp}/proc/sys/vm/scrub_start")
+        wait_scrubd_idle(mp)
+        assert rss(pid, "VmRSS") < 128 * MiB, (used, rss(pid, "VmRSS"))
+        info = dict(line.split(":") for line in read(mp, "proc/meminfo").splitlines())
+        assert info["MemZero"] == info["MemFree"]
+
+
+def test_a_byte_planted_in_a_daemons_zeroed_page_is_caught(tmp_path):
+    """Every page of a scrubbed 40 MiB machine gets a planted byte through
+    /proc/PID/mem: each page a job is then handed as zeroed is caught by
+    the check (prezero_verify_fail), and the daemon log says so."""
+    profile = tmp_path / "x86-64-40m.toml"
+    profile.write_text('inherit = "x86-64"\nname = "x86-64-40m"\n[machine]\nnode_memory = "40M"\n')
+    with mounting(str(profile)) as mp:
+        run(f"echo 0 > {mp}/proc/sys/vm/scrub_stop && echo 0 > {mp}/proc/sys/vm/scrub_start")
+        wait_scrubd_idle(mp)
+        from vmemu.mounts import run_files
+        log = run_files(mp)["log"]
+        with open(log) as f:
+            first, last, address, size = re.search(r"host memory of pfns (\d+)-(\d+): (0x[0-9a-f]+), (\d+) bytes",
+                                                    f.read()).groups()
+        pages = int(last) - int(first) + 1
+        assert pages * 4096 == int(size) == 40 * MiB
+        try:
+            mem = os.open(f"/proc/{daemon_pid(mp)}/mem", os.O_RDWR)
+        except PermissionError as e:
+            pytest.skip(f"cannot write the daemon's memory here: {e}")
+        try:
+            for p in range(pages):
+                os.pwrite(mem, b"\x5a", int(address, 16) + p * 4096 + 1000)
+        finally:
+            os.close(mem)
+        before = vmstat(mp)
+        run(f"echo 'pages=2048' > {mp}/proc/vmemu/fault")
+        after = vmstat(mp)
+        zeroed = after["prezero_alloc_zeroed"] - before["prezero_alloc_zeroed"]
+        assert zeroed > 1000
+        assert after["prezero_verify_fail"] - before["prezero_verify_fail"] == zeroed
+        with open(log) as f:
+            assert f.read().count("ZERO GUARANTEE VIOLATED") == zeroed
+
+
+def test_a_restored_daemon_holds_no_memory_for_its_zeroed_pages(fresh_mountpoint, tmp_path):
+    state = str(tmp_path / "x86.state")
+    mount = ("mount", fresh_mountpoint, "--profile", "x86-64", "--speed", "max", "--state", state)
+    vmemu(*mount)
+    run(f"echo 'bytes=512M' > {fresh_mountpoint}/proc/vmemu/fault")
+    run(f"echo 0 > {fresh_mountpoint}/proc/sys/vm/scrub_stop && echo 0 > {fresh_mountpoint}/proc/sys/vm/scrub_start")
+    wait_scrubd_idle(fresh_mountpoint)
+    vmemu("umount", fresh_mountpoint)
+    vmemu(*mount)
+    assert rss(daemon_pid(fresh_mountpoint), "VmRSS") < 128 * MiB
+    before = vmstat(fresh_mountpoint)
+    run(f"echo 'bytes=256M' > {fresh_mountpoint}/proc/vmemu/fault")
+    after = vmstat(fresh_mountpoint)
+    assert after["prezero_alloc_zeroed"] - before["prezero_alloc_zeroed"] == 65536     # all served zeroed ...
+    assert after["prezero_verify_fail"] == before["prezero_verify_fail"] == 0        # ... and really zero

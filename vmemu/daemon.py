@@ -437,6 +437,8 @@ def serve(mountpoint: str, profile: str, seed: int = 0, backing: str | None = No
                             "state_file": state_file, "checkpoint": checkpoint if state_file else 0})
     log.info("mounting %s on %s (seed %d, backing %s, speed %g, %s-threaded FUSE)",
              machine.profile.name, mountpoint, seed, machine.backing, speed, threads)
+    for first, pages, address, size in machine.memory.mappings():
+        log.info("host memory of pfns %d-%d: %#x, %d bytes", first, first + pages - 1, address, size)
     kernel.start_clock()
     error = None
     try:

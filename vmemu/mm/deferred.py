@@ -35,6 +35,7 @@ class DeferredMemory:
         offload = self.memory.offload
         self.flush_at = OFFLOAD_BYTES // page if offload else self.DEFER_MAX
         self.piece = max(1, (OFFLOAD_PIECE if offload else self.CLEAR_PIECE) // page)
+        self.memset = self.memory.clears_by_memset(lines, line_size)     # else released: nothing to populate
         self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
         self.waiting = 0                          # pages in pending
         self.unverified: list = []                # pieces the memory thread found dirty
@@ -57,7 +58,8 @@ class DeferredMemory:
         for (zone, clear), group in pending.items():
             runs = merged_runs(group)
             if self.memory.offload:
-                self.memory.populate_ahead(runs)
+                if clear and self.memset:
+                    self.memory.populate_ahead(runs)
                 self.memory.later(self._work, zone, runs, clear, group)
             else:
                 self._verify(zone, self._clear_check_touch(runs, clear), group)

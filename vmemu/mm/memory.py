@@ -1,10 +1,27 @@
 """Host memory behind the emulated page frames.
 
-``RealMemory`` backs each node with an anonymous mmap arena: clearing a
-block is one memset over it, freed pages are poisoned, and a page handed out
-as zeroed can be checked byte by byte.  ``NoMemory`` keeps only metadata, for
-machines larger than the host: clearing is accounted, not performed, and
-nothing can be verified.
+``RealMemory`` backs each node with private anonymous host memory.  Every
+byte the model reads is real and every zero check reads it, while the host
+holds only the pages that hold something:
+
+- a page about to be used (the fault path's clear_page) is cleared with
+  memset: it is written again at once, and memset is several times
+  cheaper than giving the host page back and faulting it in again.  A
+  faulted page whose task writes only its first lines, on pages larger
+  than the host's, is released instead (``clears_by_memset``): the host
+  then backs only the host pages the task writes;
+- a free block zeroed to stay free (scrubd, the BTE, the ``--prezeroed``
+  set-up) is *released* (``release``): madvise(MADV_DONTNEED) gives its
+  host pages back, after which they read as zero (the host's shared zero
+  page, which counts in no RSS) until something writes them;
+- a freed page is poisoned by a canary: PAGE_POISON in its first byte, and
+  the page marked poisoned.  The zero check still fails on it; readers
+  (``read``, ``digest``) see it filled with PAGE_POISON, and a store into
+  part of it fills it first, so every byte anyone sees is what filling it
+  would have given, without the host backing the whole page.
+
+``NoMemory`` keeps only metadata, for machines larger than the host:
+clearing is accounted, not performed, and nothing can be verified.
 
 Host-side only, RealMemory can do the bulk of this work on a second host
 thread (the *memory thread*), the way the Altix's BTE zeroes memory off the
@@ -13,7 +30,7 @@ series of faulted pages (``later``) and exit its poisoning
 (``poison_later``), and goes on with the model while the memory thread's
 memset and memcmp run without the GIL.  The work is done in the order it
 was handed over, and every other access waits for all of it first
-(``_addr`` calls ``sync``), so every byte ends up as if each call had been
+(``_span`` calls ``sync``), so every byte ends up as if each call had been
 made in place.  Virtual time never depends on it.
 """
 
@@ -29,14 +46,16 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import shortcuts
 
 PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
+HOST_PAGE = mmap.PAGESIZE   # what the host maps, gives back and counts in RSS
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
 _memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _memcmp.restype = ctypes.c_int
-_madvise = _libc.madvise      # through ctypes: the GIL is released while the host populates
+_madvise = _libc.madvise      # through ctypes: the GIL is released while the host works
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _madvise.restype = ctypes.c_int
-_POPULATE_SHIFT = 25        # host memory is faulted in 32 MiB at a time
+_MADV_DONTNEED = mmap.MADV_DONTNEED
+_POPULATE_SHIFT = 21        # host memory is faulted in 2 MiB at a time
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)    # Linux 5.14
 # Work handed to the memory thread at a time, at least (a fault series is
 # cut there, exit's poisoning gathered up to it).
@@ -81,6 +100,9 @@ class NoMemory:
     def clear(self, pfn: int, npages: int) -> None:
         pass
 
+    def release(self, pfn: int, npages: int) -> None:
+        pass
+
     def poison(self, pfn: int, npages: int) -> None:
         pass
 
@@ -99,12 +121,51 @@ class NoMemory:
     def touch_lines(self, pfn: int, npages: int, lines: int, line_size: int, byte: int) -> None:
         pass
 
+    def mappings(self) -> list:
+        return []
+
     def close(self) -> None:
         pass
 
 
+class _Arena:
+    """One node's host memory: pfns start .. end - 1, from address base."""
+
+    __slots__ = ("start", "end", "mem", "base", "fresh", "poisoned")
+
+    def __init__(self, start: int, pages: int, page_size: int):
+        self.start, self.end = start, start + pages
+        size = pages * page_size
+        self.mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                             | getattr(mmap, "MAP_NORESERVE", 0))
+        self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
+        # The host's base pages, even where it makes huge pages by default:
+        # a huge page made a fresh 1 GiB cost the host 0.14 to 1.05 s instead
+        # of a steady 0.26 s (compaction; measured in docs/performance.md),
+        # and one byte written would back 2 MiB.  (No THP: nothing to do.)
+        _madvise(self.base, size, mmap.MADV_NOHUGEPAGE)
+        # 2 MiB regions that no memset has written since the mapping (_populate)
+        self.fresh = bytearray(b"\x01") * ((size - 1 >> _POPULATE_SHIFT) + 1)
+        # a byte a page: 1 while the page is poisoned (only its canary written)
+        self.poisoned = bytearray(pages)
+
+    def poisoned_runs(self, i: int, j: int):
+        """(first, end) page indexes of the poisoned runs among pages i .. j - 1."""
+        flags = self.poisoned
+        at = flags.find(1, i, j)
+        while at >= 0:
+            end = flags.find(0, at, j)
+            end = j if end < 0 else end
+            yield at, end
+            at = flags.find(1, end, j)
+
+
+_NO_ARENA = _Arena.__new__(_Arena)     # what a closed RealMemory looks at: no pfn is in it
+_NO_ARENA.start = _NO_ARENA.end = 0
+
+
 class RealMemory:
-    """One mmap arena per node; pfns map to offsets within their node's arena."""
+    """One arena per node; pfns map to offsets within their node's arena."""
 
     real = True
 
@@ -120,52 +181,45 @@ class RealMemory:
         self._poison_runs: list[tuple[int, int]] = []     # poison_later's, not yet handed over
         self._poison_pages = 0
         self._behind = False            # either list is not empty
-        self._populating = threading.Lock()     # claims a chunk for _populate
-        self._arenas = []       # (start_pfn, end_pfn, mmap, base address, chunks not yet populated)
-        self._unpopulated = 0
-        for start, pages in node_spans:
-            arena = mmap.mmap(-1, pages * page_size,
-                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
-            # Host pages of 4 KiB, faulted in by _populate: asking for huge
-            # pages (MADV_HUGEPAGE) made a fresh 1 GiB cost the host 0.14 to
-            # 1.05 s instead of a steady 0.26 s (compaction; measured in
-            # docs/performance.md), and memset runs as fast on either.
-            base = ctypes.addressof(ctypes.c_char.from_buffer(arena))
-            fresh = bytearray(b"\x01") * ((pages * page_size - 1 >> _POPULATE_SHIFT) + 1)
-            self._unpopulated += len(fresh)
-            self._arenas.append((start, start + pages, arena, base, fresh))
+        self._populating = threading.Lock()     # claims a region for _populate
+        self._arenas = [_Arena(start, pages, page_size) for start, pages in node_spans]
+        self._unpopulated = sum(len(a.fresh) for a in self._arenas)
         self._last = self._arenas[0]
 
-    def _addr(self, pfn: int, npages: int) -> tuple[int, int]:
+    def _span(self, pfn: int, npages: int) -> tuple[_Arena, int, int]:
+        """The arena of pfn .. pfn + npages - 1, and their offset and size in
+        it in bytes, once the memory thread has done the work handed over
+        before (unless this is the memory thread)."""
         if self._behind and threading.get_ident() != self._worker:
-            self.sync()                 # anything but the memory thread waits for its work
-        last = self._last
-        start, end, _arena, base, _fresh = last
-        if not (start <= pfn and pfn + npages <= end):
-            self._last = last = self._arena_of(pfn, npages)
-            start, end, _arena, base, _fresh = last
-        offset, size = (pfn - start) * self.page_size, npages * self.page_size
-        if self._unpopulated:
-            self._populate(last, offset, size)
-        return base + offset, size
+            self.sync()
+        a = self._last
+        if not (a.start <= pfn and pfn + npages <= a.end):
+            self._last = a = self._arena_of(pfn, npages)
+        return a, (pfn - a.start) * self.page_size, npages * self.page_size
 
-    def _populate(self, arena, offset: int, size: int) -> None:
-        """Host-side only: fault in the 32 MiB chunks of the arena that this
-        access touches, each with one madvise(MADV_POPULATE_WRITE), before
-        the first access.  Faulting the same memory in by the access itself
-        costs the host one trap per page, several times slower in
-        total (measured in docs/performance.md).  The bytes are the same:
-        fresh anonymous memory is zero either way."""
-        _start, _end, mem, base, fresh = arena
-        for chunk in range(offset >> _POPULATE_SHIFT, ((offset + size - 1) >> _POPULATE_SHIFT) + 1):
-            if fresh[chunk]:
+    def _addr(self, pfn: int, npages: int) -> tuple[int, int]:
+        a, offset, size = self._span(pfn, npages)
+        return a.base + offset, size
+
+    def _populate(self, a: _Arena, offset: int, size: int) -> None:
+        """Host-side only: before a memset, fault in each 2 MiB region it
+        writes that no memset has written yet, with one
+        madvise(MADV_POPULATE_WRITE): faulting those pages in by the memset
+        itself costs the host a trap a page, 10 % of a fresh machine's
+        first job (measured in docs/performance.md).  A region is
+        populated once: holes a release makes later are faulted in by the
+        memset, as populating again would walk the whole region."""
+        fresh = a.fresh
+        for region in range(offset >> _POPULATE_SHIFT, ((offset + size - 1) >> _POPULATE_SHIFT) + 1):
+            if fresh[region]:
                 with self._populating:        # the model's thread may populate too (populate_ahead)
-                    if not fresh[chunk]:
+                    if not fresh[region]:
                         continue
-                    fresh[chunk] = 0
+                    fresh[region] = 0
                     self._unpopulated -= 1
-                first = chunk << _POPULATE_SHIFT
-                if _madvise(base + first, min(1 << _POPULATE_SHIFT, len(mem) - first), _MADV_POPULATE_WRITE):
+                first = region << _POPULATE_SHIFT
+                if _madvise(a.base + first, min(1 << _POPULATE_SHIFT, len(a.mem) - first),
+                            _MADV_POPULATE_WRITE):
                     self._unpopulated = 0     # the host cannot (before Linux 5.14): fault in by access
                     return
 
@@ -173,62 +227,146 @@ class RealMemory:
         """Host-side balance on a fresh machine: while the memory thread
         still has more than one piece of work waiting, the model's thread
         faults in the host memory of the runs (first pfn, pages) it is about
-        to hand over, instead of leaving that too to the memory thread.  A
-        chunk is populated once, by whichever thread claims it first; an
-        access racing a populate just faults its pages in itself."""
+        to hand over for a memset, instead of leaving that too to the
+        memory thread.  A region is populated once, by whichever thread
+        claims it first; an access racing a populate just faults its pages
+        in itself."""
         if not self._unpopulated or sum(not f.done() for f in self._futures) < 2:
             return
         for first, n in runs:
-            arena = self._arena_of(first, n)
-            self._populate(arena, (first - arena[0]) * self.page_size, n * self.page_size)
+            a = self._arena_of(first, n)
+            self._populate(a, (first - a.start) * self.page_size, n * self.page_size)
 
-    def _arena_of(self, pfn: int, npages: int) -> tuple:
+    def mappings(self) -> list[tuple[int, int, int, int]]:
+        """(first pfn, pages, host address, bytes) of each node's memory:
+        where to look in /proc/PID/smaps or /proc/PID/mem."""
+        return [(a.start, a.end - a.start, a.base, len(a.mem)) for a in self._arenas]
+
+    def _arena_of(self, pfn: int, npages: int) -> _Arena:
         """The arena holding pfn .. pfn + npages - 1 (ValueError if none does)."""
-        for arena in self._arenas:
-            if arena[0] <= pfn and pfn + npages <= arena[1]:
-                return arena
+        for a in self._arenas:
+            if a.start <= pfn and pfn + npages <= a.end:
+                return a
         raise ValueError(f"pfn range {pfn}+{npages} is not inside one node's memory")
 
+    # -- writing ----------------------------------------------------------------
+
     def clear(self, pfn: int, npages: int) -> None:
-        """One memset for the whole block (clear_page / zero_page(page, order))."""
-        addr, size = self._addr(pfn, npages)
-        ctypes.memset(addr, 0, size)
+        """clear_page / zero_page(page, order) of pages about to be used:
+        one memset for the whole block."""
+        self.fill(pfn, npages, 0)
+
+    def fill(self, pfn: int, npages: int, byte: int) -> None:
+        """Every byte of the pages set to ``byte``, with one memset."""
+        a, offset, size = self._span(pfn, npages)
+        if self._unpopulated:
+            self._populate(a, offset, size)
+        ctypes.memset(a.base + offset, byte, size)
+        self._unpoison(a, pfn - a.start, npages)
+
+    def release(self, pfn: int, npages: int) -> None:
+        """Zero a free block that stays free, giving its host memory back:
+        madvise(MADV_DONTNEED) over the host pages inside it (private
+        anonymous memory: they read as zero until written, and hold
+        nothing); a host page it shares with another block (pages smaller
+        than the host's) is memset instead."""
+        a, offset, size = self._span(pfn, npages)
+        start = a.base + offset
+        end = start + size
+        lo = -(-start // HOST_PAGE) * HOST_PAGE
+        hi = end // HOST_PAGE * HOST_PAGE
+        if lo < hi:
+            if _madvise(lo, hi - lo, _MADV_DONTNEED):
+                raise OSError(ctypes.get_errno(), f"madvise(MADV_DONTNEED) of pfn {pfn}+{npages}")
+        else:
+            lo = hi = end               # inside one host page: all of it memset
+        ctypes.memset(start, 0, lo - start)
+        ctypes.memset(hi, 0, end - hi)
+        self._unpoison(a, pfn - a.start, npages)
 
     def poison(self, pfn: int, npages: int) -> None:
         """Freed pages are poisoned (so a page handed out as zeroed without a
         clear is caught); with a memory thread, gathered and handed over
         OFFLOAD_BYTES at a time: nothing reads a freed page before another
-        access, which waits for it (_addr)."""
+        access, which waits for it (_span)."""
         if self.offload:
             self._poison_later(pfn, npages)
             return
-        self._fill(pfn, npages, PAGE_POISON)
+        self._poison(pfn, npages)
 
-    def _fill(self, pfn: int, npages: int, byte: int) -> None:
-        addr, size = self._addr(pfn, npages)
-        ctypes.memset(addr, byte, size)
+    def _poison(self, pfn: int, npages: int) -> None:
+        # The canary: one strided store, so the host backs at most the host
+        # page of each page's first byte, not the whole page.
+        a, offset, size = self._span(pfn, npages)
+        i = pfn - a.start
+        a.poisoned[i: i + npages] = b"\x01" * npages
+        a.mem[offset: offset + size: self.page_size] = bytes([PAGE_POISON]) * npages
 
-    def fill(self, pfn: int, npages: int, byte: int) -> None:
-        self._fill(pfn, npages, byte)
+    def _unpoison(self, a: _Arena, i: int, npages: int) -> None:
+        """Pages i .. i + npages - 1 of a were just written whole."""
+        if a.poisoned.find(1, i, i + npages) >= 0:
+            a.poisoned[i: i + npages] = bytes(npages)
+
+    def _fill_poison(self, a: _Arena, i: int, npages: int) -> None:
+        """Before a store into pages i .. i + npages - 1 of a: the poisoned
+        ones among them are filled with the poison they read as, so that the
+        bytes around the store are what they would have been."""
+        for first, end in list(a.poisoned_runs(i, i + npages)):
+            ctypes.memset(a.base + first * self.page_size, PAGE_POISON, (end - first) * self.page_size)
+            a.poisoned[first:end] = bytes(end - first)
 
     def touch(self, pfn: int, offset: int, byte: int) -> None:
         """A user store of one byte into a page (what pft's touch loop does)."""
-        addr, _ = self._addr(pfn, 1)
-        ctypes.memset(addr + offset, byte, 1)
+        a, start, _ = self._span(pfn, 1)
+        self._fill_poison(a, pfn - a.start, 1)
+        ctypes.memset(a.base + start + offset, byte, 1)
 
     def touch_lines(self, pfn: int, npages: int, lines: int, line_size: int, byte: int) -> None:
         """``touch(p, line * line_size, byte)`` for every line < lines of every
         page p in pfn .. pfn + npages - 1: one strided store per line."""
-        addr, size = self._addr(pfn, npages)
-        arena = self._last[2]
-        first = addr - self._last[3]
+        a, first, size = self._span(pfn, npages)
+        self._fill_poison(a, pfn - a.start, npages)
         data = bytes([byte]) * npages
         for line in range(lines):
             off = first + line * line_size
-            arena[off: off + size: self.page_size] = data
+            a.mem[off: off + size: self.page_size] = data
+
+    # -- reading ----------------------------------------------------------------
 
     def is_zero(self, pfn: int, npages: int) -> bool:
+        """Every byte of the pages reads zero, in real memory (a poisoned
+        page fails on its canary)."""
         return _all_zero(*self._addr(pfn, npages))
+
+    def read(self, pfn: int, npages: int) -> bytes:
+        """The pages' bytes as the emulated machine holds them (a poisoned
+        page reads PAGE_POISON throughout)."""
+        a, offset, size = self._span(pfn, npages)
+        data = ctypes.string_at(a.base + offset, size)
+        i = pfn - a.start
+        runs = list(a.poisoned_runs(i, i + npages))
+        if not runs:
+            return data
+        out = bytearray(data)
+        for first, end in runs:
+            out[(first - i) * self.page_size: (end - i) * self.page_size] = \
+                bytes([PAGE_POISON]) * ((end - first) * self.page_size)
+        return bytes(out)
+
+    def digest(self) -> str:
+        """SHA-256 over every byte of every node's memory, as read() reads
+        them (tests, golden runs)."""
+        import hashlib
+        self.sync()
+        h = hashlib.sha256()
+        ps = self.page_size
+        for a in self._arenas:
+            pages, done = a.end - a.start, 0
+            for first, end in [*a.poisoned_runs(0, pages), (pages, pages)]:
+                _hash_real(h, a.base + done * ps, (first - done) * ps)
+                _hash_poison(h, (end - first) * ps)
+                done = end
+        return h.hexdigest()
 
     def clear_check_touch(self, runs, clear: bool, piece: int, lines: int, line_size: int) -> list:
         """What faulted pages need of real memory, for runs (first pfn,
@@ -238,18 +376,28 @@ class RealMemory:
         cache).  A piece that is not all zero is left untouched and returned
         as (first pfn, pages): the caller finds, counts and clears its bad
         pages, then touches it."""
+        zero = self.clear if self.clears_by_memset(lines, line_size) else self.release
         bad = []
         for first, n in runs:
             end = first + n
             for at in range(first, end, piece if clear else n):
                 k = min(piece, end - at) if clear else n
                 if clear:
-                    self.clear(at, k)
+                    zero(at, k)
                 if not self.is_zero(at, k):
                     bad.append((at, k))
                 elif lines:
                     self.touch_lines(at, k, lines, line_size, 1)
         return bad
+
+    def clears_by_memset(self, lines: int, line_size: int) -> bool:
+        """Whether faulted pages whose first ``lines`` lines the user touches
+        are cleared by memset: when the touch writes every host page of a
+        page, which memset writes at once.  Otherwise (pages larger than the
+        host's, a few lines touched) they are released, and the host backs
+        only the host pages the touch writes: a quarter of a 16 KiB page
+        with one line touched."""
+        return lines * line_size > self.page_size - HOST_PAGE
 
     # -- the memory thread ------------------------------------------------------
 
@@ -287,13 +435,13 @@ class RealMemory:
 
     def _poison_runs_merged(self, runs: list[tuple[int, int]]) -> None:
         # Freed pages, each once (a page is freed again only after a clear,
-        # which comes after this work): sorted and merged, one memset a run.
+        # which comes after this work): sorted and merged, one strided store a run.
         for first, n in merged(runs):
             end = first + n
-            for start, stop, _arena, _base, _fresh in self._arenas:    # one memset per node at most
-                lo, hi = max(first, start), min(end, stop)
+            for a in self._arenas:              # one strided store per node at most
+                lo, hi = max(first, a.start), min(end, a.end)
                 if lo < hi:
-                    self._fill(lo, hi - lo, PAGE_POISON)
+                    self._poison(lo, hi - lo)
 
     def _hand_over(self, fn, *args) -> None:
         if self._executor is None or self._executor_pid != os.getpid():    # none yet, or forked
@@ -304,22 +452,6 @@ class RealMemory:
                 sys.setswitchinterval(_SWITCH_INTERVAL)
         self._futures.append(self._executor.submit(fn, *args))
         self._behind = True
-
-    def digest(self) -> str:
-        """SHA-256 over every byte of every node's memory (tests, golden runs)."""
-        import hashlib
-        self.sync()
-        h = hashlib.sha256()
-        chunk = 64 << 20
-        for _start, _end, arena, base, _fresh in self._arenas:
-            for off in range(0, len(arena), chunk):
-                n = min(chunk, len(arena) - off)
-                h.update(memoryview((ctypes.c_char * n).from_address(base + off)))
-        return h.hexdigest()
-
-    def read(self, pfn: int, npages: int) -> bytes:
-        addr, size = self._addr(pfn, npages)
-        return ctypes.string_at(addr, size)
 
     def close(self) -> None:
         """Give the arenas back to the host now (munmap), not when the last
@@ -334,12 +466,27 @@ class RealMemory:
 
     def _unmap(self) -> None:
         arenas, self._arenas = self._arenas, []
-        self._last = (0, 0, None, 0, b"")
-        for _start, _end, arena, _base, _fresh in arenas:
+        self._last = _NO_ARENA
+        for a in arenas:
             try:
-                arena.close()
+                a.mem.close()
             except BufferError:      # still exported somewhere: dropped with its last reference
                 pass
+
+def _hash_real(h, addr: int, size: int) -> None:
+    """h.update over size bytes of host memory from addr, 64 MiB at a time
+    (no copy)."""
+    chunk = 64 << 20
+    for off in range(0, size, chunk):
+        n = min(chunk, size - off)
+        h.update(memoryview((ctypes.c_char * n).from_address(addr + off)))
+
+
+def _hash_poison(h, size: int) -> None:
+    """h.update over size bytes of PAGE_POISON, 64 MiB at a time."""
+    chunk = memoryview(bytes([PAGE_POISON]) * min(size, 64 << 20))
+    for off in range(0, size, len(chunk) or 1):
+        h.update(chunk[:size - off])
 
 
 def merged(runs) -> list[tuple[int, int]]:

@@ -187,8 +187,9 @@ class Kscrubd:
         self.clear_on_cpu(cpu, zone, pfn, order)
 
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
-        """The CPU zero driver: one memset for the block, over the node's bus."""
-        self.m.memory.clear(pfn, 1 << order)
+        """The CPU zero driver: the block cleared, over the node's bus (its
+        host memory released: it stays free)."""
+        self.m.memory.release(pfn, 1 << order)
         self.m.alloc.clear_time(cpu, zone, 1 << order, "kscrubd")      # at the CPU's rate, over the node's bus
         self.m.events.schedule(cpu.time, self.finish_block, zone, pfn, order, "cpu")
 
