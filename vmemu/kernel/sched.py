@@ -234,19 +234,23 @@ class SpinLock:
         """The end of the last booked hold (0 if none)."""
         return self._ends[-1] if self._ends else 0
 
-    def held_uncontended(self, cpu: CPU, acquisitions: int, holds: list[int], hold_ns: int) -> None:
-        """hold(cpu, hold_ns) ``acquisitions`` times in a row by a CPU that has
-        the line and never waits (a fault series: FaultBatch), each hold
-        ending before the next begins.  ``holds`` are the starts of those
-        whose end may still be after the horizon (the last ones): only they
-        can delay another CPU, so only they are booked."""
+    def held_uncontended(self, cpu: CPU, acquisitions: int, held_ns: int, bookings) -> None:
+        """hold() ``acquisitions`` times in a row by a CPU that has the line
+        (or takes it from nobody) and never waits (a fault series, exit's
+        drains), each hold ending before the next begins, ``held_ns`` in
+        all, charged as the holds' (the caller adds it to the CPU's time).
+        ``bookings`` are the (start, ns) of those that may still delay
+        another CPU, every one that ends after the horizon (a fault series
+        moves the horizon to its last fault: only its last holds)."""
+        self.last_cpu = cpu
         self.acquired += acquisitions
-        cpu.ledger[self.kind] += acquisitions * hold_ns
-        if len(self._ends) > self.PRUNE_ABOVE:
-            self._prune(holds[0])
-        for start in holds:
+        if held_ns:
+            cpu.ledger[self.kind] += held_ns
+        if bookings and len(self._ends) > self.PRUNE_ABOVE:
+            self._prune(bookings[0][0])
+        for start, ns in bookings:
             self._starts.append(start)
-            self._ends.append(start + hold_ns)
+            self._ends.append(start + ns)
 
     def bookings(self) -> list[tuple[int, int]]:
         """The holds booked that may still delay a request (for a saved machine)."""
