@@ -322,17 +322,30 @@ class MemoryBus:
         """Transfers of nbytes each, ``segments`` of them: (first, step,
         count) starting at first, first + step, ... (a CPU clearing page
         after page); each alone on the bus (the caller checked alone_until)
-        and done before the next starts.  Returns each one's duration."""
+        and done before the next starts.  Returns each one's duration.
+        Segments over before the horizon are counted, never booked (they
+        could only be pruned)."""
         dur = self.duration(nbytes, max_rate)
-        for first, step, count in segments:
-            self._book(first, step, count, dur, nbytes, user)
+        if not segments:
+            return dur
+        horizon = self.timeline.prune_before(segments[0][0])
+        self._prune(horizon)
+        self._series += [(first, step, count, dur) for first, step, count in segments
+                         if first + (count - 1) * step + dur > horizon]
+        self._count(sum(count for _, _, count in segments), dur, nbytes, user)
         return dur
 
     def _book(self, first: int, step: int, count: int, dur: int, nbytes: int, user: str) -> None:
-        if len(self._series) > self.PRUNE_ABOVE:
-            horizon = self.timeline.prune_before(first)
-            self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
+        self._prune(self.timeline.prune_before(first))
         self._series.append((first, step, count, dur))
+        self._count(count, dur, nbytes, user)
+
+    def _prune(self, horizon: int) -> None:
+        """Forget the series over before horizon, once there are more than PRUNE_ABOVE."""
+        if len(self._series) > self.PRUNE_ABOVE:
+            self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
+
+    def _count(self, count: int, dur: int, nbytes: int, user: str) -> None:
         self.bytes += count * nbytes
         self.busy_ns += count * dur
         self.busy_by[user] = self.busy_by.get(user, 0) + count * dur

@@ -91,7 +91,8 @@ class _Series:
         self.zero = zero = zone.zero_pages >= 1
         self.kind = ZEROED if zero else NOT_ZEROED
         self.pcp = alloc.pcp_list(zone, cpu, zero)
-        self.listed = len(self.pcp.list)
+        self.listed = self.own = len(self.pcp.list)     # the list's length, and its own pages
+        self.refill_runs: list[tuple[int, int]] = []     # the pages the refills put on it, in order
         self.fe, self.pte = fault.fault_entry_ns, fault.pte_lock_ns
         self.lead = self.fe + self.pte + alloc.pcp_op_ns      # a fault's start to its refill or clear
         self.t = cpu.time
@@ -132,6 +133,8 @@ class _Series:
                 self._equal_faults(k)
             elif not self._refill_fault(limit):
                 break
+            elif len(self.ahead) > 1:
+                self._reached_cycles()
         return self.done
 
     def _equal_faults(self, k: int) -> None:
@@ -164,6 +167,32 @@ class _Series:
         self.done += 1
         return True
 
+    def _reached_cycles(self) -> None:
+        """The faults up to the last refill taken ahead: each refill's
+        fault, then the faults that find the list above its low mark.
+        Every one of them is reached (_refills_ahead), so none is checked."""
+        ahead, clears, low = self.ahead, self.clears, self.pcp.low
+        t, listed, step, lead = self.t, self.listed, self.step, self.lead
+        held = pages = faults = refills = 0
+        while len(ahead) > 1:
+            taken, hold = ahead.popleft()
+            refill = t                        # the refill's fault, its zone lock held from t + lead
+            listed += taken - 1
+            equal = listed - low if listed > low else 0
+            listed -= equal
+            clears.append((t + lead + hold, step, 1 + equal))   # its clear, then the others'
+            t += hold + (1 + equal) * step
+            held, pages, faults, refills = held + hold, pages + taken, faults + 1 + equal, refills + 1
+        last = t - step if equal else refill
+        self.last_refill = (refill + lead, hold)
+        self.last_start = last
+        self.last_holds = [last + self.fe, t - step + lead + self.clear_ns]
+        self.t, self.listed = t, listed
+        self.refills += refills
+        self.hold_ns += held
+        self.ahead_pages -= pages
+        self.done += faults
+
     def _take_refills(self, limit: int) -> bool:
         """rmqueue_bulk for the fault at self.t and as many after it as the
         series is sure to reach, or False when that fault needs the
@@ -176,7 +205,9 @@ class _Series:
             return False                      # held ahead of us: contention
         if not self.listed and not any(area.free_list for area in zone.free_area[self.kind]):
             return False                      # nothing to pop: rmqueue's fallbacks
-        self.ahead.extend(self.alloc.rmqueue_bulk(zone, self.pcp, self.kind, self._refills_ahead(limit)))
+        refills, runs = self.alloc.rmqueue_bulk(zone, self.pcp, self.kind, self._refills_ahead(limit))
+        self.ahead.extend(refills)
+        self.refill_runs += runs
         self.ahead_pages = sum(taken for taken, _ in self.ahead)
         return True
 
@@ -209,7 +240,7 @@ class _Series:
         the CPU's time, the locks' holds, the counters."""
         cpu, k, mm, zone = self.cpu, self.done, self.mm, self.zone
         popped = self.pcp.take(k)             # the pages, in the order the faults took them
-        runs = pfn_runs(popped)
+        runs = self._runs(popped)
         state, start = zone.page_state, zone.zone_start_pfn
         for first, n in runs:
             state[first - start: first - start + n] = marks(1, n)     # set_allocated, order 0
@@ -231,6 +262,23 @@ class _Series:
         alloc.cpu_stat[cpu.id]["pgfault"] += k
         alloc.prep_zero_page(cpu, zone, runs, self.zero, self.fault.later, self.clears)
 
+    def _runs(self, popped: list[int]) -> list[tuple[int, int]]:
+        """The pages as (first, count) runs: the list's own pages came off
+        first, then the refills' in the order rmqueue_bulk took them."""
+        own = min(len(popped), self.own)
+        runs = pfn_runs(popped[:own])
+        left = len(popped) - own
+        for first, n in self.refill_runs:
+            if left <= 0:
+                break
+            n = n if n < left else left
+            if runs and runs[-1][0] + runs[-1][1] == first:
+                runs[-1] = (runs[-1][0], runs[-1][1] + n)
+            else:
+                runs.append((first, n))
+            left -= n
+        return runs
+
     def _charge_ledger(self, cpu: CPU, k: int) -> None:
         """The ledger's entries of k faults (the locks' holds are theirs)."""
         ledger = cpu.ledger
@@ -245,16 +293,18 @@ class _Series:
 
 def pfn_runs(pfns) -> list[tuple[int, int]]:
     """(lowest pfn, count) of each run of consecutive pfns, ascending or
-    descending, in the order given.  An ascending run is measured by
-    comparing slices with ranges (doubling, then halving), not pfn by pfn."""
+    descending, in the order given."""
     n = len(pfns)
+    if n > 1 and pfns[-1] - pfns[0] == n - 1 and pfns == list(range(pfns[0], pfns[0] + n)):
+        return [(pfns[0], n)]                 # one ascending run: checked without a Python loop
     runs = []
     i = 0
     while i < n:
         a = pfns[i]
         j = i + 1
         if j < n and pfns[j] == a + 1:
-            j = _ascending_end(pfns, i, n)
+            while j < n and pfns[j] == a + (j - i):
+                j += 1
             runs.append((a, j - i))
         elif j < n and pfns[j] == a - 1:
             while j < n and pfns[j] == a - (j - i):
@@ -264,23 +314,3 @@ def pfn_runs(pfns) -> list[tuple[int, int]]:
             runs.append((a, 1))
         i = j
     return runs
-
-
-def _ascending_end(pfns, i: int, n: int) -> int:
-    """The end of the ascending run of consecutive pfns from pfns[i]."""
-    a = pfns[i]
-    good, size = i + 1, 2                     # pfns[i:good] is a run
-    while True:                               # doubling, to the first slice that is not
-        bad = min(n, good + size)
-        if pfns[good:bad] != list(range(a + good - i, a + bad - i)):
-            break
-        if bad == n:
-            return n
-        good, size = bad, size * 2
-    while bad - good > 1:                     # halving, between a run and not
-        mid = (good + bad) // 2
-        if pfns[good:mid] == list(range(a + good - i, a + mid - i)):
-            good = mid
-        else:
-            bad = mid
-    return good

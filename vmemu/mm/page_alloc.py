@@ -311,7 +311,8 @@ class PageAllocator:
             pcp = self.pcp_list(zone, cpu, zeroed, bool(gfp & GFP_COLD))
             cpu.sys(self.pcp_op_ns, "buffered_rmqueue")
             if len(pcp.list) <= pcp.low:
-                zone.lock.hold(cpu, self.rmqueue_bulk(zone, pcp, kind)[0][1])
+                refills, _runs = self.rmqueue_bulk(zone, pcp, kind)
+                zone.lock.hold(cpu, refills[0][1])
             if pcp.list:
                 pfn = pcp.list.pop()
         if pfn is None:
@@ -330,13 +331,14 @@ class PageAllocator:
         self.prep_zero_page(cpu, zone, [(pfn, 1 << order)], zeroed, later, order=order)
         return pfn, ALLOC_ZEROED if zeroed else ALLOC_CLEARED
 
-    def rmqueue_bulk(self, zone: Zone, pcp, kind: int, refills: int = 1) -> list[tuple[int, int]]:
+    def rmqueue_bulk(self, zone: Zone, pcp, kind: int, refills: int = 1):
         """rmqueue_bulk ``refills`` times in a row: each puts up to ``batch``
         order-0 pages of the list's kind on its cold end (list_add_tail),
         under the zone lock.  Returns each refill's (pages taken, zone lock
-        hold), the hold for the caller to charge when that refill runs:
-        buffered_rmqueue at once, a fault series (vmemu.mm.fault_batch) at
-        each refill's own time, between the faults that use the pages."""
+        hold), the hold for the caller to charge when that refill runs
+        (buffered_rmqueue at once, a fault series (vmemu.mm.fault_batch) at
+        each refill's own time, between the faults that use the pages), and
+        the pages as (first pfn, count) runs, in the order taken."""
         taken, splits, runs = rmqueue(zone, 0, kind, pcp.batch * refills, pcp.batch)
         pages, state, start = pcp.list, zone.page_state, zone.zone_start_pfn
         for pfn, n in runs:
@@ -347,7 +349,7 @@ class PageAllocator:
             n = pcp.batch if left > pcp.batch else left
             left -= n
             out.append((n, self.bulk_hold_ns(n, splits[j] if j < len(splits) else 0)))
-        return out
+        return out, runs
 
     def bulk_hold_ns(self, taken: int, splits: int) -> int:
         """The zone lock's hold for a refill of ``taken`` pages with ``splits`` splits."""
