@@ -145,14 +145,14 @@ class SpinLock:
     exactly a FIFO spinlock.
 
     Holds that ended before the timeline's horizon can never delay a later
-    request; the calendar forgets them once it holds more than PRUNE_ABOVE,
-    which changes no answer."""
+    request; the calendar forgets them once it holds more than PRUNE_ABOVE
+    (then twice what it kept), which changes no answer."""
 
     PRUNE_ABOVE = 64
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
                  "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
-                 "bounces", "distance", "kind", "spin", "transfer")
+                 "bounces", "distance", "kind", "spin", "transfer", "_prune_at")
 
     def __init__(self, name: str, timeline: Timeline | None = None,
                  bounce_local_ns: int = 0, bounce_remote_ns: int = 0,
@@ -162,6 +162,7 @@ class SpinLock:
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
         self._ends: list[int] = []
+        self._prune_at = self.PRUNE_ABOVE
         self.acquired = 0
         self.contended = 0
         self.wait_ns = 0
@@ -178,9 +179,12 @@ class SpinLock:
         self.spin, self.transfer = f"spin:{kind}", f"cacheline:{kind}"
 
     def _prune(self, t: int) -> None:
+        """Forget the holds over before the horizon; the next prune waits
+        until the calendar has doubled again (at least PRUNE_ABOVE)."""
         k = bisect_right(self._ends, self.timeline.prune_before(t))
         if k:
             del self._starts[:k], self._ends[:k]
+        self._prune_at = max(self.PRUNE_ABOVE, 2 * len(self._ends))
 
     def hold(self, cpu: CPU, hold_ns: int) -> None:
         """Acquire, hold for hold_ns, release; all charged to cpu as system
@@ -208,21 +212,25 @@ class SpinLock:
             return
         starts, ends = self._starts, self._ends
         t = cpu.time
-        if len(ends) > self.PRUNE_ABOVE:
+        if len(ends) > self._prune_at:
             self._prune(t)
-        if not ends or ends[-1] <= t:          # uncontended, the usual case
-            begin, i = t, len(ends)
-        else:
-            i = bisect_right(ends, t)
-            begin, n = t, len(starts)
-            while i < n and starts[i] < begin + hold_ns:
-                if ends[i] > begin:
-                    begin = ends[i]
-                i += 1
-            if begin > t:
-                self.contended += 1
-                self.wait_ns += begin - t
-                cpu.ledger[self.spin] += begin - t
+        if not ends or ends[-1] <= t:         # uncontended, the usual case
+            starts.append(t)
+            ends.append(t + hold_ns)
+            cpu.ledger[self.kind] += hold_ns
+            cpu.system_ns += hold_ns
+            cpu.time = t + hold_ns
+            return
+        i = bisect_right(ends, t)             # the first gap at or after t that fits
+        begin, n = t, len(starts)
+        while i < n and starts[i] < begin + hold_ns:
+            if ends[i] > begin:
+                begin = ends[i]
+            i += 1
+        if begin > t:
+            self.contended += 1
+            self.wait_ns += begin - t
+            cpu.ledger[self.spin] += begin - t
         starts.insert(i, begin)
         ends.insert(i, begin + hold_ns)
         cpu.ledger[self.kind] += hold_ns
@@ -246,7 +254,7 @@ class SpinLock:
         self.acquired += acquisitions
         if held_ns:
             cpu.ledger[self.kind] += held_ns
-        if bookings and len(self._ends) > self.PRUNE_ABOVE:
+        if bookings and len(self._ends) > self._prune_at:
             self._prune(bookings[0][0])
         for start, ns in bookings:
             self._starts.append(start)
@@ -315,7 +323,14 @@ class MemoryBus:
         if others:
             self.shared += 1
         dur = self.duration(nbytes, max_rate, others)
-        self._book(start, 0, 1, dur, nbytes, user)
+        series = self._series
+        if len(series) > self.PRUNE_ABOVE:
+            self._prune(self.timeline.prune_before(start))
+            series = self._series
+        series.append((start, 0, 1, dur))
+        self.bytes += nbytes
+        self.busy_ns += dur
+        self.busy_by[user] = self.busy_by.get(user, 0) + dur
         return start + dur
 
     def transfer_series(self, segments, nbytes: int, max_rate: float, user: str) -> int:
@@ -332,23 +347,16 @@ class MemoryBus:
         self._prune(horizon)
         self._series += [(first, step, count, dur) for first, step, count in segments
                          if first + (count - 1) * step + dur > horizon]
-        self._count(sum(count for _, _, count in segments), dur, nbytes, user)
+        count = sum(count for _, _, count in segments)
+        self.bytes += count * nbytes
+        self.busy_ns += count * dur
+        self.busy_by[user] = self.busy_by.get(user, 0) + count * dur
         return dur
-
-    def _book(self, first: int, step: int, count: int, dur: int, nbytes: int, user: str) -> None:
-        self._prune(self.timeline.prune_before(first))
-        self._series.append((first, step, count, dur))
-        self._count(count, dur, nbytes, user)
 
     def _prune(self, horizon: int) -> None:
         """Forget the series over before horizon, once there are more than PRUNE_ABOVE."""
         if len(self._series) > self.PRUNE_ABOVE:
             self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
-
-    def _count(self, count: int, dur: int, nbytes: int, user: str) -> None:
-        self.bytes += count * nbytes
-        self.busy_ns += count * dur
-        self.busy_by[user] = self.busy_by.get(user, 0) + count * dur
 
     def alone_until(self, first: int) -> int:
         """The time before which transfers starting at or after ``first`` are
@@ -460,8 +468,10 @@ def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None,
 
 
 def _run_heap(heap, timeline, events) -> int:
+    """run()'s loop: the earliest task's step, or the timed events due
+    before it.  The task runs where it sits, at the heap's top, and goes
+    back with its new time in one sift (heapreplace)."""
     last = 0
-    pop, push = heapq.heappop, heapq.heappush
     ev = events._heap if events is not None else None
     while heap:
         if ev and ev[0][0] <= heap[0][0]:
@@ -469,32 +479,40 @@ def _run_heap(heap, timeline, events) -> int:
                 timeline.pace(ev[0][0])
             events.run_one()        # a daemon step or a completion due before the next task step
             continue
-        t, seq, cpu, task = pop(heap)
+        t, seq, cpu, task = heap[0]
         if timeline is not None:
-            if t >= timeline.pace_at:
-                timeline.pace(t)
-            timeline.horizon = t
-            if t >= timeline.next_tick:
-                timeline.on_tick(t)
-            # This task's next step would again be the first to run if it
-            # starts before: the next tick, the next pace, and the next task
-            # (by time, then start order).  Timed events are checked by
-            # Timeline.solo_bound.
-            bound = min(timeline.next_tick, timeline.pace_at)
-            if heap:
-                other_t, other_seq = heap[0][0], heap[0][1]
-                if seq < other_seq:
-                    other_t += 1
-                if other_t < bound:
-                    bound = other_t
-            timeline.solo_until = bound
+            _start_step(timeline, heap, t, seq)
         try:
             next(task)
         except StopIteration:
             last = max(last, cpu.time)
+            heapq.heappop(heap)
             continue
         finally:
             if timeline is not None:
                 timeline.solo_until = 0
-        push(heap, (cpu.time, seq, cpu, task))
+        heapq.heapreplace(heap, (cpu.time, seq, cpu, task))
     return last
+
+
+def _start_step(timeline: Timeline, heap, t: int, seq: int) -> None:
+    """The step of heap[0] (at t, started seq-th) begins: pace, horizon,
+    tick, and until when this task would again be the first to run: the
+    next tick, the next pace, and the next task (by time, then start
+    order: the smaller of the top's two children).  Timed events are
+    checked by Timeline.solo_bound."""
+    if t >= timeline.pace_at:
+        timeline.pace(t)
+    timeline.horizon = t
+    if t >= timeline.next_tick:
+        timeline.on_tick(t)
+    bound = timeline.next_tick
+    if timeline.pace_at < bound:
+        bound = timeline.pace_at
+    n = len(heap)
+    if n > 1:
+        other = heap[1] if n == 2 or heap[1] < heap[2] else heap[2]
+        other_t = other[0] + 1 if seq < other[1] else other[0]
+        if other_t < bound:
+            bound = other_t
+    timeline.solo_until = bound

@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right
 from functools import lru_cache
+from itertools import accumulate, groupby
+from operator import itemgetter
 from typing import Callable
 
 from ..kernel.sched import CPU, MemoryBus
@@ -339,14 +341,17 @@ class PageAllocator:
         (buffered_rmqueue at once, a fault series (vmemu.mm.fault_batch) at
         each refill's own time, between the faults that use the pages), and
         the pages as (first pfn, count) runs, in the order taken."""
-        taken, splits, runs = rmqueue(zone, 0, kind, pcp.batch * refills, pcp.batch)
+        batch = pcp.batch
+        taken, splits, runs = rmqueue(zone, 0, kind, batch * refills, batch if refills > 1 else 0)
         pages, state, start = pcp.list, zone.page_state, zone.zone_start_pfn
         for pfn, n in runs:
             pages.extendleft(range(pfn, pfn + n))     # list_add_tail, page by page
             state[pfn - start: pfn - start + n] = marks(PS_PCP, n)
+        if refills == 1:
+            return [(taken, self.bulk_hold_ns(taken, splits))], runs
         out, left = [], taken
         for j in range(refills):              # the last refills take less, or none, when the kind runs out
-            n = pcp.batch if left > pcp.batch else left
+            n = batch if left > batch else left
             left -= n
             out.append((n, self.bulk_hold_ns(n, splits[j] if j < len(splits) else 0)))
         return out, runs
@@ -467,14 +472,8 @@ class PageAllocator:
     def order0_allocated(self, pfns) -> int:
         """How many of pfns, from the first, free_pages(cpu, pfn, 0) would take
         one after another: each an allocated order-0 page, none twice."""
-        order = sorted(pfns)
-        if len(set(order)) == len(order) and all(p.__class__ is int for p in order[:1]):
-            try:
-                if all(z.page_state[f - z.zone_start_pfn: f - z.zone_start_pfn + n].count(1) == n
-                       for z, f, n in self.zone_runs(order)):
-                    return len(pfns)          # all of them (checked a run at a time)
-            except (PageAllocError, TypeError):
-                pass
+        if self.allocated_runs(pfns) is not None:
+            return len(pfns)                  # all of them (checked a run at a time)
         seen = set()                          # the first page that is not, one at a time
         for i, pfn in enumerate(pfns):
             if pfn.__class__ is not int or pfn in seen:
@@ -488,35 +487,49 @@ class PageAllocator:
             seen.add(pfn)
         return len(pfns)
 
-    def free_order0_run(self, cpu: CPU, pfns, extra_ns) -> None:
-        """free_pages(cpu, pfn, 0) for each of pfns in order, all checked
-        already (order0_allocated), each free after ``extra_ns(zone)`` ns of
-        the caller's work on that page (exit_mmap's zap).  Poisoning and the
-        state bytes come first, a sorted run at a time: nothing reads these
-        pages before they reach the buddy lists."""
-        for zone, first, n in self.zone_runs(sorted(pfns)):
+    def allocated_runs(self, pfns):
+        """pfns sorted as (zone, first pfn, count) runs when every one is an
+        allocated order-0 page and none is there twice; else None."""
+        try:
+            order = sorted(pfns)
+            if order and order[0].__class__ is not int:
+                return None
+            runs = self.zone_runs(order)
+            end = None
+            for zone, first, n in runs:
+                start = zone.zone_start_pfn
+                if (end is not None and first < end) or zone.page_state[first - start: first - start + n].count(1) != n:
+                    return None
+                end = first + n
+            return runs
+        except (PageAllocError, TypeError):
+            return None
+
+    def free_order0_run(self, cpu: CPU, pfns, extra_ns) -> int:
+        """free_pages(cpu, pfn, 0) for each of pfns in order, as long as each
+        is an allocated order-0 page not freed before (order0_allocated),
+        each free after ``extra_ns(zone)`` ns of the caller's work on that
+        page (exit_mmap's zap).  Returns how many were freed: the next one
+        is not such a page (free_pages says why).  Poisoning and the state
+        bytes come first, a sorted run at a time: nothing reads these pages
+        before they reach the buddy lists."""
+        runs = self.allocated_runs(pfns)
+        if runs is None:
+            pfns = pfns[:self.order0_allocated(pfns)]
+            runs = self.zone_runs(sorted(pfns))
+        real = self.memory.real
+        for zone, first, n in runs:
             zone.page_state[first - zone.zone_start_pfn: first - zone.zone_start_pfn + n] = marks(PS_PCP, n)
-            self.memory.poison(first, n)
+            if real:
+                self.memory.poison(first, n)
         self.cpu_stat[cpu.id]["pgfree"] += len(pfns)
         self.free_hot_cold_pages(cpu, pfns, extra_ns)
+        return len(pfns)
 
-    def zone_spans(self, pfns):
-        """pfns (in their order) as (zone, i, j): pfns[i:j] all of zone."""
-        n = len(pfns)
-        if not n:
-            return []
+    def one_zone(self, pfns) -> Zone | None:
+        """The zone of all pfns, if they are all one zone's."""
         zone = self.page_zone(pfns[0])
-        if zone.contains(min(pfns)) and zone.contains(max(pfns)):
-            return [(zone, 0, n)]             # one zone: no page-by-page walk
-        out, i = [], 0
-        while i < n:
-            zone = self.page_zone(pfns[i])
-            j = i + 1
-            while j < n and zone.contains(pfns[j]):
-                j += 1
-            out.append((zone, i, j))
-            i = j
-        return out
+        return zone if zone.contains(min(pfns)) and zone.contains(max(pfns)) else None
 
     def zone_runs(self, order: list[int]):
         """Ascending pfns as (zone, first pfn, count) runs of consecutive pfns."""
@@ -536,32 +549,41 @@ class PageAllocator:
         list, and when that list is full a batch goes back to the buddy
         lists first (free_pages_bulk) at the time that free would run.  The
         time of the frees between two full lists is charged at once."""
-        spans = self.zone_spans(pfns)
-        if len(spans) == 1:                   # one zone: the list takes runs of pages at a time
-            zone = spans[0][0]
+        if not pfns:
+            return
+        zone = self.one_zone(pfns)
+        if zone is not None:                  # one zone: the list takes runs of pages at a time
             zone.stat["pgfree"] += len(pfns)
             self._free_hot_run(zone, cpu, pfns, extra_ns(zone), extra_activity)
-            return
-        slots = {}                            # zone -> [extra ns, hot pcp, room left]
-        frees = extra = 0                     # the frees since cpu.time was last set, their extra ns
-        for zone, i, j in spans:
-            slot = slots.get(zone)
-            if slot is None:
-                pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
-                slot = slots[zone] = [extra_ns(zone), pcp, pcp.high - len(pcp.list)]
-            zone.stat["pgfree"] += j - i
-            each, pcp = slot[0], slot[1]
-            for pfn in pfns[i:j]:
-                frees += 1
-                extra += each
-                if slot[2] <= 0:              # the list is full: a batch goes back first
-                    self._charge_frees(cpu, frees, extra, extra_activity)
-                    frees = extra = 0
-                    self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
-                    slot[2] = pcp.high - len(pcp.list)
-                slot[2] -= 1
-                pcp.list.append(pfn)
-        self._charge_frees(cpu, frees, extra, extra_activity)
+        else:
+            self._free_hot_zones(cpu, pfns, extra_ns, extra_activity)
+
+    def _free_hot_zones(self, cpu: CPU, pfns, extra_ns, extra_activity: str) -> None:
+        """free_hot_cold_pages for pages of several zones: each zone's pages
+        go on its hot list together and its drains take their pages in turn
+        (_free_hot_run); the drains of every zone run in the order of the
+        frees that reach them, each at that free's time."""
+        which = [bisect_right(self._zone_starts, pfn) - 1 for pfn in pfns]
+        extra = {i: extra_ns(self.zones[i]) for i in set(which)}
+        work = list(accumulate(extra[i] for i in which))      # the caller's work up to each free
+        drains = []                           # (the free that reaches it, zone, its zone's drains)
+        for i, group in groupby(sorted(range(len(pfns)), key=which.__getitem__), key=which.__getitem__):
+            frees, zone = list(group), self.zones[i]
+            zone.stat["pgfree"] += len(frees)
+            pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
+            fulls = full_frees(len(pcp.list), len(frees), pcp.high, pcp.batch)
+            pcp.list.extend([pfns[f] for f in frees])
+            zone_drains = self.drain_pcp(zone, pcp, pcp.batch, len(fulls))
+            drains += [(frees[f], zone, zone_drains) for f in fulls]
+        drains.sort(key=itemgetter(0))
+        t, held = cpu.time, 0
+        for free, zone, zone_drains in drains:
+            hold, highest = next(zone_drains)
+            cpu.time = before = t + work[free] + (free + 1) * self.pcp_op_ns + held
+            self.drained(zone, cpu, hold, highest)
+            held += cpu.time - before
+        cpu.time = t + held
+        self._charge_frees(cpu, len(pfns), work[-1], extra_activity)
 
     def _free_hot_run(self, zone: Zone, cpu: CPU, pfns, extra: int, extra_activity: str) -> None:
         """free_hot_cold_pages when every page is zone's, each after extra
