@@ -286,12 +286,13 @@ class MemoryBus:
 
     PRUNE_ABOVE = 8
 
-    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "busy_by", "shared")
+    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "busy_by", "shared", "_busy_until")
 
     def __init__(self, bytes_per_ns: float, timeline: Timeline | None = None):
         self.bytes_per_ns = bytes_per_ns
         self.timeline = timeline or Timeline()
         self._series: list[tuple[int, int, int, int]] = []
+        self._busy_until = 0     # no transfer booked is in flight from here on
         self.bytes = 0
         self.busy_ns = 0
         self.busy_by: dict[str, int] = {}   # busy_ns by user: "task" (fault-path clears), "kscrubd", "bte"
@@ -304,6 +305,8 @@ class MemoryBus:
 
     def in_flight(self, t: int) -> int:
         """Booked transfers in flight at time t."""
+        if t >= self._busy_until:
+            return 0
         n = 0
         for first, step, count, dur in self._series:
             if t < first:
@@ -319,7 +322,7 @@ class MemoryBus:
     def transfer(self, start: int, nbytes: int, max_rate: float, user: str) -> int:
         """``user`` moves nbytes starting at ``start`` at up to max_rate;
         return the end time."""
-        others = self.in_flight(start)
+        others = self.in_flight(start) if start < self._busy_until else 0
         if others:
             self.shared += 1
         dur = self.duration(nbytes, max_rate, others)
@@ -328,6 +331,8 @@ class MemoryBus:
             self._prune(self.timeline.prune_before(start))
             series = self._series
         series.append((start, 0, 1, dur))
+        if start + dur > self._busy_until:
+            self._busy_until = start + dur
         self.bytes += nbytes
         self.busy_ns += dur
         self.busy_by[user] = self.busy_by.get(user, 0) + dur
@@ -345,8 +350,10 @@ class MemoryBus:
             return dur
         horizon = self.timeline.prune_before(segments[0][0])
         self._prune(horizon)
-        self._series += [(first, step, count, dur) for first, step, count in segments
-                         if first + (count - 1) * step + dur > horizon]
+        kept = [(first, step, count, dur) for first, step, count in segments
+                if first + (count - 1) * step + dur > horizon]
+        self._series += kept
+        self._busy_until = max([self._busy_until] + [f + (c - 1) * st + dur for f, st, c, _ in kept])
         count = sum(count for _, _, count in segments)
         self.bytes += count * nbytes
         self.busy_ns += count * dur
@@ -363,6 +370,8 @@ class MemoryBus:
         alone on the bus: the start of the first booked transfer still in
         flight after first, NEVER if none, first itself if one is in flight
         at first."""
+        if first >= self._busy_until:
+            return NEVER
         until = NEVER
         for s0, step, count, dur in self._series:
             last = s0 + (count - 1) * step
@@ -388,6 +397,7 @@ class MemoryBus:
                 raise ValueError(f"memory bus booking {first, step, count, dur} is not a series")
             out.append((int(first), int(step), int(count), int(dur)))
         self._series = out
+        self._busy_until = max([0] + [f + (c - 1) * st + d for f, st, c, d in out])
 
 
 Task = Generator[None, None, None]
@@ -473,6 +483,7 @@ def _run_heap(heap, timeline, events) -> int:
     back with its new time in one sift (heapreplace)."""
     last = 0
     ev = events._heap if events is not None else None
+    replace = heapq.heapreplace
     while heap:
         if ev and ev[0][0] <= heap[0][0]:
             if timeline is not None and ev[0][0] >= timeline.pace_at:
@@ -481,7 +492,22 @@ def _run_heap(heap, timeline, events) -> int:
             continue
         t, seq, cpu, task = heap[0]
         if timeline is not None:
-            _start_step(timeline, heap, t, seq)
+            if t >= timeline.pace_at:
+                timeline.pace(t)
+            timeline.horizon = t
+            if t >= timeline.next_tick:
+                timeline.on_tick(t)
+            # This task's next step would again be the first to run if it
+            # starts before: the next tick, the next pace, and the next task
+            # (by time, then start order: the smaller of the top's two
+            # children).  Timed events are checked by Timeline.solo_bound.
+            bound = timeline.next_tick if timeline.next_tick < timeline.pace_at else timeline.pace_at
+            if len(heap) > 1:
+                other = heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2]
+                other_t = other[0] + 1 if seq < other[1] else other[0]
+                if other_t < bound:
+                    bound = other_t
+            timeline.solo_until = bound
         try:
             next(task)
         except StopIteration:
@@ -491,28 +517,5 @@ def _run_heap(heap, timeline, events) -> int:
         finally:
             if timeline is not None:
                 timeline.solo_until = 0
-        heapq.heapreplace(heap, (cpu.time, seq, cpu, task))
+        replace(heap, (cpu.time, seq, cpu, task))
     return last
-
-
-def _start_step(timeline: Timeline, heap, t: int, seq: int) -> None:
-    """The step of heap[0] (at t, started seq-th) begins: pace, horizon,
-    tick, and until when this task would again be the first to run: the
-    next tick, the next pace, and the next task (by time, then start
-    order: the smaller of the top's two children).  Timed events are
-    checked by Timeline.solo_bound."""
-    if t >= timeline.pace_at:
-        timeline.pace(t)
-    timeline.horizon = t
-    if t >= timeline.next_tick:
-        timeline.on_tick(t)
-    bound = timeline.next_tick
-    if timeline.pace_at < bound:
-        bound = timeline.pace_at
-    n = len(heap)
-    if n > 1:
-        other = heap[1] if n == 2 or heap[1] < heap[2] else heap[2]
-        other_t = other[0] + 1 if seq < other[1] else other[0]
-        if other_t < bound:
-            bound = other_t
-    timeline.solo_until = bound
