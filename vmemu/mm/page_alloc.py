@@ -654,9 +654,12 @@ class PageAllocator:
         and the lists' other entries keep their order."""
         drained = pcp.take_tail(min(count * drains, len(pcp.list)))
         start, top = zone.zone_start_pfn, zone.max_order - 1
-        order = sorted(drained)               # every page drained is free from here: its state byte
-        for first, n in ascending_runs(order, 0, len(order)):
-            zone.page_state[first - start: first - start + n] = marks(PS_FREE, n)
+        state, order = zone.page_state, sorted(drained)     # every page drained is free from here
+        if order and order[-1] - order[0] == len(order) - 1:
+            state[order[0] - start: order[-1] + 1 - start] = marks(PS_FREE, len(order))
+        else:
+            for pfn in order:
+                state[pfn - start] = PS_FREE
         chunks = [drained[at:at + count] for at in range(0, len(drained), count)]
         for pages in chunks + [[]] * (drains - len(chunks)):     # an empty list's drains free nothing
             blocks = free_blocks(pages, start, top)
