@@ -239,6 +239,7 @@ class _Series:
         """What the faults left for after the loop: the pages off the list,
         the CPU's time, the locks' holds, the counters."""
         cpu, k, mm, zone = self.cpu, self.done, self.mm, self.zone
+        assert not self.ahead, "a refill taken ahead was not reached"   # _refills_ahead's promise
         popped = self.pcp.take(k)             # the pages, in the order the faults took them
         runs = self._runs(popped)
         state, start = zone.page_state, zone.zone_start_pfn
