@@ -11,15 +11,23 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def host_fault_rate(nbytes: int = 1 << 30) -> float | None:
-    """Real anonymous page faults per second of the host kernel (hostfault.c),
-    or None when no C compiler is available."""
+def build_hostfault(folder: str) -> str | None:
+    """hostfault.c compiled into folder, or None when no C compiler is available."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
+    exe = os.path.join(folder, "hostfault")
+    subprocess.run([cc, "-O2", "-o", exe, str(HERE / "hostfault.c")], check=True)
+    return exe
+
+
+def host_fault_rate(nbytes: int = 1 << 30) -> float | None:
+    """Real anonymous page faults per second of the host kernel (hostfault.c),
+    or None when no C compiler is available."""
     with tempfile.TemporaryDirectory() as tmp:
-        exe = os.path.join(tmp, "hostfault")
-        subprocess.run([cc, "-O2", "-o", exe, str(HERE / "hostfault.c")], check=True)
+        exe = build_hostfault(tmp)
+        if exe is None:
+            return None
         out = subprocess.run([exe, str(nbytes)], capture_output=True, text=True, check=True).stdout
     return float(out.split()[1])
 

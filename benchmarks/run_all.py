@@ -19,7 +19,13 @@ Rows:
   RSS from 1 GiB to 4 TiB;
 - host memory: the RSS of an idle altix-8 daemon with every free page
   zeroed, before and after a job, the peak RSS of pft's 4 GiB run, and how
-  fast zeroing by giving memory back runs next to memset.
+  fast zeroing by giving memory back runs next to memset;
+- whole runs: `vmemu pft --profile x86-64 --kernel stock -g 1 -r 1 -f 1` as a
+  whole process (Python start-up and machine boot included) against the
+  host kernel's whole C process that maps 1 GiB, writes every page and
+  unmaps it (hostfault.c), rounds interleaved; and the seed's table
+  (`vmemu pft --compare-seed`: its nine rows, metadata-only, rows in
+  parallel as pft runs them), wall and CPU time of the whole process.
 
 Timings on a shared machine are noisy: every rate is the best of several
 interleaved rounds, and the median is printed next to it.
@@ -34,6 +40,7 @@ import json
 import mmap
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -45,7 +52,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from common import fmt, host_fault_rate, table  # noqa: E402
+from common import build_hostfault, fmt, host_fault_rate, table  # noqa: E402
 from control_plane import rate, read_file  # noqa: E402
 
 VMEMU = [sys.executable, "-m", "vmemu.cli"]
@@ -429,6 +436,46 @@ def host_memory(smoke: bool) -> list[tuple]:
     return rows + pft_peak_rss(smoke) + release_rates(smoke)
 
 
+# -- whole runs -----------------------------------------------------------------
+
+def process_seconds(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (its own and its children's) of one whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_run(smoke: bool) -> list[tuple]:
+    from vmemu.lib.cmdline import memparse
+    size, rounds = ("16M", 1) if smoke else ("1G", 7)
+    pft_cmd = [*VMEMU, "pft", "--profile", "x86-64", "--kernel", "stock", "-b", size, "-r", "1", "-f", "1"]
+    ours, host = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build_hostfault(tmp)
+        for _ in range(rounds):                # interleaved: the same load for both
+            if exe is not None:
+                host.append(process_seconds([exe, str(memparse(size))])[0])
+            ours.append(process_seconds(pft_cmd)[0])
+    o_best, o_med = min(ours), statistics.median(ours)
+    label = "-g 1" if not smoke else "-b 16M (smoke)"
+    row = (f"whole run: vmemu pft --profile x86-64 --kernel stock {label} -r 1 -f 1, process s",
+           f"{o_best:.3f} (median {o_med:.3f})")
+    if host:
+        h_best, h_med = min(host), statistics.median(host)
+        row += (f"{h_best:.3f} (median {h_med:.3f}) C mmap+write+munmap", f"{h_best / o_best:.2f}", ">= 1.0")
+    else:
+        row += ("no C compiler", "-", ">= 1.0")
+    seed = [*VMEMU, "pft", "--compare-seed"] if not smoke else \
+        [*VMEMU, "pft", "--profile", "altix-8", "-b", "32M", "-f", "1,2", "--backing", "none"]
+    wall, cpu = process_seconds(seed)
+    name = "the seed's table (pft --compare-seed: 9 rows, metadata-only)" if not smoke else \
+        "pft -b 32M -f 1,2 on altix-8 (smoke)"
+    return [row, (f"whole run: {name}, host s (wall / CPU)", f"{wall:.1f} / {cpu:.1f}", "-", "-", "< 20 wall")]
+
+
 def machine_info() -> str:
     model = "unknown CPU"
     try:
@@ -441,7 +488,7 @@ def machine_info() -> str:
 
 
 SECTIONS = {"fault": fault_path, "zero": zeroing, "control": control_plane, "scale": scale, "growth": growth,
-            "rss": host_memory}
+            "rss": host_memory, "whole": whole_run}
 
 
 def main() -> int:

@@ -27,7 +27,8 @@ def test_run_all_smoke_prints_the_table(tmp_path):
     for column in ("ours", "baseline", "ratio", "target"):
         assert column in header
     for section in ("fault path", "zeroing: scrubd", "zeroing: --prezeroed", "control plane",
-                    "scale: altix-512 pft", "growth: host us per fault", "rss: idle", "rss: peak"):
+                    "scale: altix-512 pft", "growth: host us per fault", "rss: idle", "rss: peak",
+                    "whole run: vmemu pft", "host s (wall / CPU)"):
         assert any(section in line for line in lines), f"no {section!r} row:\n{p.stdout}"
     rows = json.loads(out.read_text())["rows"]
     assert all(len(row) == 5 for row in rows)

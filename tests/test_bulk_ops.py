@@ -116,6 +116,53 @@ def test_free_pages_bulk_is_free_one_page_per_page(seed):
     assert out[0] == out[1]
 
 
+def pcp_state(zone, pcp) -> tuple:
+    return (list(pcp.list), zone.free_pages, bytes(zone.page_state[:zone.spanned_pages]), lists(zone))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_refills_in_a_row_are_rmqueue_bulk_each_time(seed):
+    """rmqueue_bulk with ``refills`` takes what as many refills one after
+    another take, each with its own pages and zone lock hold (the kind
+    running out on the way included)."""
+    rng = random.Random(seed)
+    refills, batch = rng.choice([2, 3, 8, 40]), rng.choice([1, 3, 7, 31])
+    out = []
+    for bulk in (False, True):
+        m = fragmented(seed)
+        zone, alloc = m.zones[0], m.alloc
+        pcp = zone.pcp(0)[0]
+        pcp.batch = batch
+        if bulk:
+            got, runs = alloc.rmqueue_bulk(zone, pcp, NOT_ZEROED, refills)
+        else:
+            got, runs = [], []
+            for _ in range(refills):
+                one, more = alloc.rmqueue_bulk(zone, pcp, NOT_ZEROED)
+                got, runs = got + one, runs + more
+        runs = [pfn for first, n in runs for pfn in range(first, first + n)]
+        out.append((got, runs, pcp_state(zone, pcp)))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_drains_in_a_row_are_free_pages_bulk_each_time(seed):
+    """drain_pcp with ``drains`` gives back what as many free_pages_bulk
+    calls one after another do, each with its own hold and highest order."""
+    rng = random.Random(seed)
+    count, drains, max_order = rng.choice([1, 7, 31]), rng.choice([1, 2, 5, 30]), rng.choice([4, 8, 11])
+    out = []
+    for bulk in (False, True):
+        m = tiny_machine(pages=1024, max_order=max_order, backing="none")
+        zone, alloc = m.zones[0], m.alloc
+        pcp = zone.pcp(0)[0]
+        pcp.list.extend(_batch_to_free(zone, random.Random(seed)))
+        got = list(alloc.drain_pcp(zone, pcp, count, drains)) if bulk else \
+            [next(alloc.drain_pcp(zone, pcp, count)) for _ in range(drains)]
+        out.append((got, pcp_state(zone, pcp)))
+    assert out[0] == out[1]
+
+
 def test_free_blocks():
     assert free_blocks([7, 6, 5, 4, 3], 0, 10) == [(4, 2), (3, 0)]
     assert free_blocks([3, 4, 5, 6, 7, 8], 0, 10) == [(3, 0), (4, 2), (8, 0)]

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -146,6 +143,7 @@ def checkpoint_interval(text: str) -> float:
 
 def force_unmount(mountpoint: str) -> None:
     """Unmount lazily: a stale mount, or one whose daemon does not answer."""
+    import subprocess
     for cmd in (["fusermount3", "-uz", mountpoint], ["umount", "-l", mountpoint]):
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if mounts.mount_entry(mountpoint) is None:
@@ -173,6 +171,7 @@ def check_mountpoint(mp: str, nonempty: bool) -> None:
 def file_problem(path: str) -> str | None:
     """Why a file could not be written (replaced) at path, or None: checked
     by making a scratch file beside it, without touching path itself."""
+    import tempfile
     if os.path.isdir(path):
         return "is a directory"
     if os.path.exists(path) and not os.path.isfile(path):
@@ -244,6 +243,7 @@ def checkpoint_seconds(args) -> float:
 
 
 def spawn_daemon(args) -> int:
+    import subprocess
     mp = args.mountpoint
     log_path = mounts.run_files(mp)["log"]
     cmd = [sys.executable, "-m", "vmemu.cli", "mount", mp, "--foreground", "--profile", args.profile,
@@ -315,6 +315,7 @@ def _take_error(mountpoint: str, keep: bool = False) -> str | None:
 
 
 def _info(mountpoint: str) -> dict:
+    import json
     try:
         with open(mounts.run_files(mountpoint)["info"]) as f:
             return json.load(f)
@@ -524,10 +525,22 @@ def version() -> str:
         return "unknown"
 
 
+class VersionAction(argparse.Action):
+    """--version: the package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show program's version number and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"vmemu {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vmemu",
                     description="Emulated Linux prezeroing machine served as /proc and /sys over FUSE")
-    parser.add_argument("--version", action="version", version=f"vmemu {version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (add_mount, add_umount, add_status, add_shell, add_top, add_pft, add_sweep, add_validate,
                 add_hostpft, add_calibrate):

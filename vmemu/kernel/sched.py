@@ -145,14 +145,14 @@ class SpinLock:
     exactly a FIFO spinlock.
 
     Holds that ended before the timeline's horizon can never delay a later
-    request; the calendar forgets them once it holds more than PRUNE_ABOVE,
-    which changes no answer."""
+    request; the calendar forgets them once it holds more than PRUNE_ABOVE
+    (then twice what it kept), which changes no answer."""
 
     PRUNE_ABOVE = 64
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
                  "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
-                 "bounces", "distance", "kind", "spin", "transfer")
+                 "bounces", "distance", "kind", "spin", "transfer", "_prune_at")
 
     def __init__(self, name: str, timeline: Timeline | None = None,
                  bounce_local_ns: int = 0, bounce_remote_ns: int = 0,
@@ -162,6 +162,7 @@ class SpinLock:
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
         self._ends: list[int] = []
+        self._prune_at = self.PRUNE_ABOVE
         self.acquired = 0
         self.contended = 0
         self.wait_ns = 0
@@ -178,9 +179,12 @@ class SpinLock:
         self.spin, self.transfer = f"spin:{kind}", f"cacheline:{kind}"
 
     def _prune(self, t: int) -> None:
+        """Forget the holds over before the horizon; the next prune waits
+        until the calendar has doubled again (at least PRUNE_ABOVE)."""
         k = bisect_right(self._ends, self.timeline.prune_before(t))
         if k:
             del self._starts[:k], self._ends[:k]
+        self._prune_at = max(self.PRUNE_ABOVE, 2 * len(self._ends))
 
     def hold(self, cpu: CPU, hold_ns: int) -> None:
         """Acquire, hold for hold_ns, release; all charged to cpu as system
@@ -208,21 +212,25 @@ class SpinLock:
             return
         starts, ends = self._starts, self._ends
         t = cpu.time
-        if len(ends) > self.PRUNE_ABOVE:
+        if len(ends) > self._prune_at:
             self._prune(t)
-        if not ends or ends[-1] <= t:          # uncontended, the usual case
-            begin, i = t, len(ends)
-        else:
-            i = bisect_right(ends, t)
-            begin, n = t, len(starts)
-            while i < n and starts[i] < begin + hold_ns:
-                if ends[i] > begin:
-                    begin = ends[i]
-                i += 1
-            if begin > t:
-                self.contended += 1
-                self.wait_ns += begin - t
-                cpu.ledger[self.spin] += begin - t
+        if not ends or ends[-1] <= t:         # uncontended, the usual case
+            starts.append(t)
+            ends.append(t + hold_ns)
+            cpu.ledger[self.kind] += hold_ns
+            cpu.system_ns += hold_ns
+            cpu.time = t + hold_ns
+            return
+        i = bisect_right(ends, t)             # the first gap at or after t that fits
+        begin, n = t, len(starts)
+        while i < n and starts[i] < begin + hold_ns:
+            if ends[i] > begin:
+                begin = ends[i]
+            i += 1
+        if begin > t:
+            self.contended += 1
+            self.wait_ns += begin - t
+            cpu.ledger[self.spin] += begin - t
         starts.insert(i, begin)
         ends.insert(i, begin + hold_ns)
         cpu.ledger[self.kind] += hold_ns
@@ -234,19 +242,23 @@ class SpinLock:
         """The end of the last booked hold (0 if none)."""
         return self._ends[-1] if self._ends else 0
 
-    def held_uncontended(self, cpu: CPU, acquisitions: int, holds: list[int], hold_ns: int) -> None:
-        """hold(cpu, hold_ns) ``acquisitions`` times in a row by a CPU that has
-        the line and never waits (a fault series: FaultBatch), each hold
-        ending before the next begins.  ``holds`` are the starts of those
-        whose end may still be after the horizon (the last ones): only they
-        can delay another CPU, so only they are booked."""
+    def held_uncontended(self, cpu: CPU, acquisitions: int, held_ns: int, bookings) -> None:
+        """hold() ``acquisitions`` times in a row by a CPU that has the line
+        (or takes it from nobody) and never waits (a fault series, exit's
+        drains), each hold ending before the next begins, ``held_ns`` in
+        all, charged as the holds' (the caller adds it to the CPU's time).
+        ``bookings`` are the (start, ns) of those that may still delay
+        another CPU, every one that ends after the horizon (a fault series
+        moves the horizon to its last fault: only its last holds)."""
+        self.last_cpu = cpu
         self.acquired += acquisitions
-        cpu.ledger[self.kind] += acquisitions * hold_ns
-        if len(self._ends) > self.PRUNE_ABOVE:
-            self._prune(holds[0])
-        for start in holds:
+        if held_ns:
+            cpu.ledger[self.kind] += held_ns
+        if bookings and len(self._ends) > self._prune_at:
+            self._prune(bookings[0][0])
+        for start, ns in bookings:
             self._starts.append(start)
-            self._ends.append(start + hold_ns)
+            self._ends.append(start + ns)
 
     def bookings(self) -> list[tuple[int, int]]:
         """The holds booked that may still delay a request (for a saved machine)."""
@@ -274,12 +286,13 @@ class MemoryBus:
 
     PRUNE_ABOVE = 8
 
-    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "busy_by", "shared")
+    __slots__ = ("bytes_per_ns", "timeline", "_series", "bytes", "busy_ns", "busy_by", "shared", "_busy_until")
 
     def __init__(self, bytes_per_ns: float, timeline: Timeline | None = None):
         self.bytes_per_ns = bytes_per_ns
         self.timeline = timeline or Timeline()
         self._series: list[tuple[int, int, int, int]] = []
+        self._busy_until = 0     # no transfer booked is in flight from here on
         self.bytes = 0
         self.busy_ns = 0
         self.busy_by: dict[str, int] = {}   # busy_ns by user: "task" (fault-path clears), "kscrubd", "bte"
@@ -292,6 +305,8 @@ class MemoryBus:
 
     def in_flight(self, t: int) -> int:
         """Booked transfers in flight at time t."""
+        if t >= self._busy_until:
+            return 0
         n = 0
         for first, step, count, dur in self._series:
             if t < first:
@@ -307,37 +322,56 @@ class MemoryBus:
     def transfer(self, start: int, nbytes: int, max_rate: float, user: str) -> int:
         """``user`` moves nbytes starting at ``start`` at up to max_rate;
         return the end time."""
-        others = self.in_flight(start)
+        others = self.in_flight(start) if start < self._busy_until else 0
         if others:
             self.shared += 1
         dur = self.duration(nbytes, max_rate, others)
-        self._book(start, 0, 1, dur, nbytes, user)
+        series = self._series
+        if len(series) > self.PRUNE_ABOVE:
+            self._prune(self.timeline.prune_before(start))
+            series = self._series
+        series.append((start, 0, 1, dur))
+        if start + dur > self._busy_until:
+            self._busy_until = start + dur
+        self.bytes += nbytes
+        self.busy_ns += dur
+        self.busy_by[user] = self.busy_by.get(user, 0) + dur
         return start + dur
 
     def transfer_series(self, segments, nbytes: int, max_rate: float, user: str) -> int:
         """Transfers of nbytes each, ``segments`` of them: (first, step,
         count) starting at first, first + step, ... (a CPU clearing page
         after page); each alone on the bus (the caller checked alone_until)
-        and done before the next starts.  Returns each one's duration."""
+        and done before the next starts.  Returns each one's duration.
+        Segments over before the horizon are counted, never booked (they
+        could only be pruned)."""
         dur = self.duration(nbytes, max_rate)
-        for first, step, count in segments:
-            self._book(first, step, count, dur, nbytes, user)
-        return dur
-
-    def _book(self, first: int, step: int, count: int, dur: int, nbytes: int, user: str) -> None:
-        if len(self._series) > self.PRUNE_ABOVE:
-            horizon = self.timeline.prune_before(first)
-            self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
-        self._series.append((first, step, count, dur))
+        if not segments:
+            return dur
+        horizon = self.timeline.prune_before(segments[0][0])
+        self._prune(horizon)
+        kept = [(first, step, count, dur) for first, step, count in segments
+                if first + (count - 1) * step + dur > horizon]
+        self._series += kept
+        self._busy_until = max([self._busy_until] + [f + (c - 1) * st + dur for f, st, c, _ in kept])
+        count = sum(count for _, _, count in segments)
         self.bytes += count * nbytes
         self.busy_ns += count * dur
         self.busy_by[user] = self.busy_by.get(user, 0) + count * dur
+        return dur
+
+    def _prune(self, horizon: int) -> None:
+        """Forget the series over before horizon, once there are more than PRUNE_ABOVE."""
+        if len(self._series) > self.PRUNE_ABOVE:
+            self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
 
     def alone_until(self, first: int) -> int:
         """The time before which transfers starting at or after ``first`` are
         alone on the bus: the start of the first booked transfer still in
         flight after first, NEVER if none, first itself if one is in flight
         at first."""
+        if first >= self._busy_until:
+            return NEVER
         until = NEVER
         for s0, step, count, dur in self._series:
             last = s0 + (count - 1) * step
@@ -363,6 +397,7 @@ class MemoryBus:
                 raise ValueError(f"memory bus booking {first, step, count, dur} is not a series")
             out.append((int(first), int(step), int(count), int(dur)))
         self._series = out
+        self._busy_until = max([0] + [f + (c - 1) * st + d for f, st, c, d in out])
 
 
 Task = Generator[None, None, None]
@@ -443,16 +478,19 @@ def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None,
 
 
 def _run_heap(heap, timeline, events) -> int:
+    """run()'s loop: the earliest task's step, or the timed events due
+    before it.  The task runs where it sits, at the heap's top, and goes
+    back with its new time in one sift (heapreplace)."""
     last = 0
-    pop, push = heapq.heappop, heapq.heappush
     ev = events._heap if events is not None else None
+    replace = heapq.heapreplace
     while heap:
         if ev and ev[0][0] <= heap[0][0]:
             if timeline is not None and ev[0][0] >= timeline.pace_at:
                 timeline.pace(ev[0][0])
             events.run_one()        # a daemon step or a completion due before the next task step
             continue
-        t, seq, cpu, task = pop(heap)
+        t, seq, cpu, task = heap[0]
         if timeline is not None:
             if t >= timeline.pace_at:
                 timeline.pace(t)
@@ -461,13 +499,12 @@ def _run_heap(heap, timeline, events) -> int:
                 timeline.on_tick(t)
             # This task's next step would again be the first to run if it
             # starts before: the next tick, the next pace, and the next task
-            # (by time, then start order).  Timed events are checked by
-            # Timeline.solo_bound.
-            bound = min(timeline.next_tick, timeline.pace_at)
-            if heap:
-                other_t, other_seq = heap[0][0], heap[0][1]
-                if seq < other_seq:
-                    other_t += 1
+            # (by time, then start order: the smaller of the top's two
+            # children).  Timed events are checked by Timeline.solo_bound.
+            bound = timeline.next_tick if timeline.next_tick < timeline.pace_at else timeline.pace_at
+            if len(heap) > 1:
+                other = heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2]
+                other_t = other[0] + 1 if seq < other[1] else other[0]
                 if other_t < bound:
                     bound = other_t
             timeline.solo_until = bound
@@ -475,9 +512,10 @@ def _run_heap(heap, timeline, events) -> int:
             next(task)
         except StopIteration:
             last = max(last, cpu.time)
+            heapq.heappop(heap)
             continue
         finally:
             if timeline is not None:
                 timeline.solo_until = 0
-        push(heap, (cpu.time, seq, cpu, task))
+        replace(heap, (cpu.time, seq, cpu, task))
     return last

@@ -39,6 +39,7 @@ class DeferredMemory:
         self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
         self.waiting = 0                          # pages in pending
         self.unverified: list = []                # pieces the memory thread found dirty
+        self.handed = False                       # work handed to the memory thread since settle()
 
     def clear_and_check(self, cpu, zone, runs: list[tuple[int, int]], clear: bool) -> None:
         """The allocator's work for these runs (first pfn, pages) of cpu's
@@ -58,6 +59,7 @@ class DeferredMemory:
         for (zone, clear), group in pending.items():
             runs = merged_runs(group)
             if self.memory.offload:
+                self.handed = True
                 if clear and self.memset:
                     self.memory.populate_ahead(runs)
                 self.memory.later(self._work, zone, runs, clear, group)
@@ -78,8 +80,9 @@ class DeferredMemory:
         """All of it done, and every dirty page found counted and cleared."""
         if self.pending:
             self.flush()
-        if not self.memory.offload:
-            return
+        if not self.handed:
+            return                                # nothing of ours on the memory thread
+        self.handed = False
         self.memory.sync()
         unverified, self.unverified = self.unverified, []
         for zone, bad, group in unverified:

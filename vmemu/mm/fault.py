@@ -69,26 +69,29 @@ class FaultPath:
         # host side: the faulted pages' clear, check and touch, later and in runs
         self.later = DeferredMemory(alloc, cachelines, cache_line) \
             if shortcuts.enabled() and self.memory.real else None
+        self.touch_now = self.later is None and cachelines and self.memory.real   # the user's stores, at the fault
 
     # -- the fault -----------------------------------------------------------
 
     def do_anonymous_page(self, cpu: CPU, mm: MMStruct) -> int | None:
         """One fault plus the user's touch of the job's lines.  Returns the
         pfn, or None when the allocation failed (the fault's VM_FAULT_OOM)."""
+        alloc = self.alloc
         cpu.sys(self.fault_entry_ns, "do_page_fault")     # the trap, handle_mm_fault, the pte
-        mm.mmap_sem.hold(cpu, 0)                    # down_read: an atomic on the count's line
+        sem = mm.mmap_sem
+        sem.hold(cpu, 0)                            # down_read: an atomic on the count's line
         lock = mm.page_table_lock
         lock.hold(cpu, self.pte_lock_ns)            # handle_pte_fault: the pte is none
-        got = self.alloc.alloc_pages_how(cpu, 0, GFP_ANON, self.later)
+        got = alloc.alloc_pages_how(cpu, 0, GFP_ANON, self.later)
         if got is None:
             return None
         pfn, how = got
-        self.alloc.cpu_stat[cpu.id]["pgfault"] += 1
+        alloc.cpu_stat[cpu.id]["pgfault"] += 1
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
-        mm.mmap_sem.acquired += 1                   # up_read: the line is still ours (hold(cpu, 0))
+        sem.acquired += 1                           # up_read: the line is still ours (hold(cpu, 0))
         mm.pages.append(pfn)
-        cpu.user(self.touch_ns(cpu, self.alloc.page_zone(pfn).node, how), TOUCH)
-        if self.later is None and self.cachelines:
+        cpu.user(self.touch_ns(cpu, alloc.page_zone(pfn).node, how), TOUCH)
+        if self.touch_now:
             self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
         return pfn
 
@@ -131,13 +134,11 @@ class FaultPath:
         step = len(chunk) if shortcuts.enabled() else 1
         done = 0
         while done < n:
-            ok = self.alloc.order0_allocated(chunk[done:done + step])
-            if ok:
-                del pages[len(pages) - ok:]
-                self.alloc.free_order0_run(cpu, chunk[done:done + ok],
-                                           lambda zone: self.zap_ns(cpu, mm, zone.node))
-                done += ok
-            else:                             # free_pages says why this one cannot be freed
+            part = chunk[done:done + step]
+            ok = self.alloc.free_order0_run(cpu, part, lambda zone: self.zap_ns(cpu, mm, zone.node))
+            del pages[len(pages) - ok:]
+            done += ok
+            if ok < len(part):                # free_pages says why this one cannot be freed
                 pfn = pages.pop()
                 cpu.sys(self.zap_ns(cpu, mm, self.alloc.page_zone(pfn).node), "zap_pte_range")
                 self.alloc.free_pages(cpu, pfn, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 from collections import deque
+from itertools import islice
 
 from ..kernel.sched import SpinLock
 from .vmstat import NUMA_EVENTS, ZONE_EVENTS
@@ -67,6 +68,28 @@ class PerCpuPages:
     @property
     def count(self) -> int:
         return len(self.list)
+
+    def take(self, k: int) -> list[int]:
+        """k pops off the head (the hot end): the pages, in the order taken."""
+        pages = self.list
+        if 2 * k <= len(pages):
+            return [pages.pop() for _ in range(k)]
+        taken = list(islice(reversed(pages), k))
+        rest = list(islice(pages, len(pages) - k))
+        pages.clear()
+        pages.extend(rest)
+        return taken
+
+    def take_tail(self, k: int) -> list[int]:
+        """k pops off the tail (the cold end), in the order taken."""
+        pages = self.list
+        if 2 * k <= len(pages):
+            return [pages.popleft() for _ in range(k)]
+        taken = list(islice(pages, k))
+        rest = list(islice(pages, k, None))
+        pages.clear()
+        pages.extend(rest)
+        return taken
 
 
 def zone_batchsize(present_pages: int, page_size: int) -> int:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right
 from functools import lru_cache
+from itertools import accumulate, groupby
+from operator import itemgetter
 from typing import Callable
 
 from ..kernel.sched import CPU, MemoryBus
@@ -56,12 +58,14 @@ ALLOC_CLEARED = 2      # __GFP_ZERO cleared by this CPU just now: the page is in
 # ---------------------------------------------------------------------------
 # Zone-local buddy operations (called with zone->lock held)
 
-def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int, list[tuple[int, int]]]:
+def rmqueue(zone: Zone, order: int, kind: int, count: int = 1,
+            batch: int = 0) -> tuple[int, int | list[int], list[tuple[int, int]]]:
     """__rmqueue ``count`` times: each takes the head block of ``kind`` from
     the smallest order >= ``order`` that has one and splits it down
     (expand: the unused halves go back to the same kind's lists).  Returns
     (blocks taken, splits, [(first pfn, blocks)]): each run ascending, in
-    the order taken.
+    the order taken.  With ``batch``, splits is a list: those of each
+    ``batch`` takes in turn (rmqueue_bulk's refills, one after another).
 
     A block split down leaves its halves as the only blocks below its
     order, so the next takes are that block's, in ascending order, before
@@ -71,6 +75,7 @@ def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int
     that halving it again and again leaves."""
     areas = zone.free_area[kind]
     runs = []
+    froms = []                                # the order each run's block was split from
     taken = splits = 0
     lowest = order                            # no block below this order (none were, none added)
     while count:
@@ -84,6 +89,7 @@ def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int
         units = 1 << (current - order)
         take = count if count < units else units
         runs.append((pfn, take))
+        froms.append(current)
         # the first take splits current - order times, the i-th ctz(i):
         # sum(ctz(i) for i in 1..n) == n - popcount(n)
         splits += current - order + (take - 1) - (take - 1).bit_count()
@@ -97,7 +103,31 @@ def rmqueue(zone: Zone, order: int, kind: int, count: int = 1) -> tuple[int, int
     zone.free_pages -= taken << order
     if kind == ZEROED:
         zone.zero_pages -= taken << order
+    if batch:
+        splits = splits_by_batch(runs, froms, order, batch)
     return taken, splits, runs
+
+
+def splits_by_batch(runs, froms, order: int, batch: int) -> list[int]:
+    """The splits of each ``batch`` takes in turn of rmqueue's runs: a
+    block's first take splits (the order it was split from - order) times,
+    its i-th take (i > 0) ctz(i) times."""
+    out = []
+    acc, room = 0, batch                      # the batch being filled: its splits, its takes left
+    for (_pfn, take), current in zip(runs, froms):
+        i = 0                                 # the block's next take
+        while i < take:
+            n = room if room < take - i else take - i
+            lo, hi = (i - 1 if i else 0), i + n - 1     # ctz(i) for i in lo + 1 .. hi
+            acc += (hi - hi.bit_count()) - (lo - lo.bit_count()) + (0 if i else current - order)
+            i += n
+            room -= n
+            if not room:
+                out.append(acc)
+                acc, room = 0, batch
+    if room < batch:
+        out.append(acc)
+    return out
 
 
 def free_one_page(zone: Zone, pfn: int, order: int, kind: int, account: bool = True) -> tuple[int, int]:
@@ -283,7 +313,8 @@ class PageAllocator:
             pcp = self.pcp_list(zone, cpu, zeroed, bool(gfp & GFP_COLD))
             cpu.sys(self.pcp_op_ns, "buffered_rmqueue")
             if len(pcp.list) <= pcp.low:
-                self.rmqueue_bulk(zone, cpu, pcp, kind)
+                refills, _runs = self.rmqueue_bulk(zone, pcp, kind)
+                zone.lock.hold(cpu, refills[0][1])
             if pcp.list:
                 pfn = pcp.list.pop()
         if pfn is None:
@@ -302,16 +333,28 @@ class PageAllocator:
         self.prep_zero_page(cpu, zone, [(pfn, 1 << order)], zeroed, later, order=order)
         return pfn, ALLOC_ZEROED if zeroed else ALLOC_CLEARED
 
-    def rmqueue_bulk(self, zone: Zone, cpu: CPU, pcp, kind: int) -> int:
-        """Refill a per-CPU list with up to ``batch`` order-0 pages of its own
-        kind, under the zone lock.  Returns the pages taken."""
-        taken, splits, runs = rmqueue(zone, 0, kind, pcp.batch)
+    def rmqueue_bulk(self, zone: Zone, pcp, kind: int, refills: int = 1):
+        """rmqueue_bulk ``refills`` times in a row: each puts up to ``batch``
+        order-0 pages of the list's kind on its cold end (list_add_tail),
+        under the zone lock.  Returns each refill's (pages taken, zone lock
+        hold), the hold for the caller to charge when that refill runs
+        (buffered_rmqueue at once, a fault series (vmemu.mm.fault_batch) at
+        each refill's own time, between the faults that use the pages), and
+        the pages as (first pfn, count) runs, in the order taken."""
+        batch = pcp.batch
+        taken, splits, runs = rmqueue(zone, 0, kind, batch * refills, batch if refills > 1 else 0)
         pages, state, start = pcp.list, zone.page_state, zone.zone_start_pfn
         for pfn, n in runs:
             pages.extendleft(range(pfn, pfn + n))     # list_add_tail, page by page
             state[pfn - start: pfn - start + n] = marks(PS_PCP, n)
-        zone.lock.hold(cpu, self.bulk_hold_ns(taken, splits))
-        return taken
+        if refills == 1:
+            return [(taken, self.bulk_hold_ns(taken, splits))], runs
+        out, left = [], taken
+        for j in range(refills):              # the last refills take less, or none, when the kind runs out
+            n = batch if left > batch else left
+            left -= n
+            out.append((n, self.bulk_hold_ns(n, splits[j] if j < len(splits) else 0)))
+        return out, runs
 
     def bulk_hold_ns(self, taken: int, splits: int) -> int:
         """The zone lock's hold for a refill of ``taken`` pages with ``splits`` splits."""
@@ -424,19 +467,13 @@ class PageAllocator:
         zone.page_state[idx: idx + n] = free_run(order)
         final, merges = free_one_page(zone, pfn, order, NOT_ZEROED)
         zone.lock.hold(cpu, self.zone_lock_ns + self.free_block_ns + merges * self.coalesce_step_ns)
-        self.coalesced(zone, final, NOT_ZEROED, cpu)
+        self.coalesced(zone, final, NOT_ZEROED, cpu.time)
 
     def order0_allocated(self, pfns) -> int:
         """How many of pfns, from the first, free_pages(cpu, pfn, 0) would take
         one after another: each an allocated order-0 page, none twice."""
-        order = sorted(pfns)
-        if len(set(order)) == len(order) and all(p.__class__ is int for p in order[:1]):
-            try:
-                if all(z.page_state[f - z.zone_start_pfn: f - z.zone_start_pfn + n].count(1) == n
-                       for z, f, n in self.zone_runs(order)):
-                    return len(pfns)          # all of them (checked a run at a time)
-            except (PageAllocError, TypeError):
-                pass
+        if self.allocated_runs(pfns) is not None:
+            return len(pfns)                  # all of them (checked a run at a time)
         seen = set()                          # the first page that is not, one at a time
         for i, pfn in enumerate(pfns):
             if pfn.__class__ is not int or pfn in seen:
@@ -450,35 +487,49 @@ class PageAllocator:
             seen.add(pfn)
         return len(pfns)
 
-    def free_order0_run(self, cpu: CPU, pfns, extra_ns) -> None:
-        """free_pages(cpu, pfn, 0) for each of pfns in order, all checked
-        already (order0_allocated), each free after ``extra_ns(zone)`` ns of
-        the caller's work on that page (exit_mmap's zap).  Poisoning and the
-        state bytes come first, a sorted run at a time: nothing reads these
-        pages before they reach the buddy lists."""
-        for zone, first, n in self.zone_runs(sorted(pfns)):
+    def allocated_runs(self, pfns):
+        """pfns sorted as (zone, first pfn, count) runs when every one is an
+        allocated order-0 page and none is there twice; else None."""
+        try:
+            order = sorted(pfns)
+            if order and order[0].__class__ is not int:
+                return None
+            runs = self.zone_runs(order)
+            end = None
+            for zone, first, n in runs:
+                start = zone.zone_start_pfn
+                if (end is not None and first < end) or zone.page_state[first - start: first - start + n].count(1) != n:
+                    return None
+                end = first + n
+            return runs
+        except (PageAllocError, TypeError):
+            return None
+
+    def free_order0_run(self, cpu: CPU, pfns, extra_ns) -> int:
+        """free_pages(cpu, pfn, 0) for each of pfns in order, as long as each
+        is an allocated order-0 page not freed before (order0_allocated),
+        each free after ``extra_ns(zone)`` ns of the caller's work on that
+        page (exit_mmap's zap).  Returns how many were freed: the next one
+        is not such a page (free_pages says why).  Poisoning and the state
+        bytes come first, a sorted run at a time: nothing reads these pages
+        before they reach the buddy lists."""
+        runs = self.allocated_runs(pfns)
+        if runs is None:
+            pfns = pfns[:self.order0_allocated(pfns)]
+            runs = self.zone_runs(sorted(pfns))
+        real = self.memory.real
+        for zone, first, n in runs:
             zone.page_state[first - zone.zone_start_pfn: first - zone.zone_start_pfn + n] = marks(PS_PCP, n)
-            self.memory.poison(first, n)
+            if real:
+                self.memory.poison(first, n)
         self.cpu_stat[cpu.id]["pgfree"] += len(pfns)
         self.free_hot_cold_pages(cpu, pfns, extra_ns)
+        return len(pfns)
 
-    def zone_spans(self, pfns):
-        """pfns (in their order) as (zone, i, j): pfns[i:j] all of zone."""
-        n = len(pfns)
-        if not n:
-            return []
+    def one_zone(self, pfns) -> Zone | None:
+        """The zone of all pfns, if they are all one zone's."""
         zone = self.page_zone(pfns[0])
-        if zone.contains(min(pfns)) and zone.contains(max(pfns)):
-            return [(zone, 0, n)]             # one zone: no page-by-page walk
-        out, i = [], 0
-        while i < n:
-            zone = self.page_zone(pfns[i])
-            j = i + 1
-            while j < n and zone.contains(pfns[j]):
-                j += 1
-            out.append((zone, i, j))
-            i = j
-        return out
+        return zone if zone.contains(min(pfns)) and zone.contains(max(pfns)) else None
 
     def zone_runs(self, order: list[int]):
         """Ascending pfns as (zone, first pfn, count) runs of consecutive pfns."""
@@ -498,52 +549,82 @@ class PageAllocator:
         list, and when that list is full a batch goes back to the buddy
         lists first (free_pages_bulk) at the time that free would run.  The
         time of the frees between two full lists is charged at once."""
-        spans = self.zone_spans(pfns)
-        if len(spans) == 1:                   # one zone: the list takes runs of pages at a time
-            zone = spans[0][0]
+        if not pfns:
+            return
+        zone = self.one_zone(pfns)
+        if zone is not None:                  # one zone: the list takes runs of pages at a time
             zone.stat["pgfree"] += len(pfns)
             self._free_hot_run(zone, cpu, pfns, extra_ns(zone), extra_activity)
-            return
-        slots = {}                            # zone -> [extra ns, hot pcp, room left]
-        frees = extra = 0                     # the frees since cpu.time was last set, their extra ns
-        for zone, i, j in spans:
-            slot = slots.get(zone)
-            if slot is None:
-                pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
-                slot = slots[zone] = [extra_ns(zone), pcp, pcp.high - len(pcp.list)]
-            zone.stat["pgfree"] += j - i
-            each, pcp = slot[0], slot[1]
-            for pfn in pfns[i:j]:
-                frees += 1
-                extra += each
-                if slot[2] <= 0:              # the list is full: a batch goes back first
-                    self._charge_frees(cpu, frees, extra, extra_activity)
-                    frees = extra = 0
-                    self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
-                    slot[2] = pcp.high - len(pcp.list)
-                slot[2] -= 1
-                pcp.list.append(pfn)
-        self._charge_frees(cpu, frees, extra, extra_activity)
+        else:
+            self._free_hot_zones(cpu, pfns, extra_ns, extra_activity)
+
+    def _free_hot_zones(self, cpu: CPU, pfns, extra_ns, extra_activity: str) -> None:
+        """free_hot_cold_pages for pages of several zones: each zone's pages
+        go on its hot list together and its drains take their pages in turn
+        (_free_hot_run); the drains of every zone run in the order of the
+        frees that reach them, each at that free's time."""
+        which = [bisect_right(self._zone_starts, pfn) - 1 for pfn in pfns]
+        extra = {i: extra_ns(self.zones[i]) for i in set(which)}
+        work = list(accumulate(extra[i] for i in which))      # the caller's work up to each free
+        drains = []                           # (the free that reaches it, zone, its zone's drains)
+        for i, group in groupby(sorted(range(len(pfns)), key=which.__getitem__), key=which.__getitem__):
+            frees, zone = list(group), self.zones[i]
+            zone.stat["pgfree"] += len(frees)
+            pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
+            fulls = full_frees(len(pcp.list), len(frees), pcp.high, pcp.batch)
+            pcp.list.extend([pfns[f] for f in frees])
+            zone_drains = self.drain_pcp(zone, pcp, pcp.batch, len(fulls))
+            drains += [(frees[f], zone, zone_drains) for f in fulls]
+        drains.sort(key=itemgetter(0))
+        t, held = cpu.time, 0
+        for free, zone, zone_drains in drains:
+            hold, highest = next(zone_drains)
+            cpu.time = before = t + work[free] + (free + 1) * self.pcp_op_ns + held
+            self.drained(zone, cpu, hold, highest)
+            held += cpu.time - before
+        cpu.time = t + held
+        self._charge_frees(cpu, len(pfns), work[-1], extra_activity)
 
     def _free_hot_run(self, zone: Zone, cpu: CPU, pfns, extra: int, extra_activity: str) -> None:
-        """free_hot_cold_pages when every page is zone's, each after extra ns."""
+        """free_hot_cold_pages when every page is zone's, each after extra
+        ns.  The list is a queue between its ends: the pages go on at its
+        head and each free that finds it full first drains ``batch`` from
+        its tail, so all of them go on at once and the drains take their
+        pages in turn (drain_pcp), each charged at the time it runs."""
         pcp = (zone.pageset.get(cpu.id) or zone.pcp(cpu.id))[PCP_HOT]
-        hot = pcp.list
-        done, n = 0, len(pfns)
-        while True:
-            room = pcp.high - len(hot)
-            if room < 0:
-                room = 0
-            if done + room >= n:
-                break
-            full = done + room                # the free that finds the list full
-            hot.extend(pfns[done:full])
-            self._charge_frees(cpu, full + 1 - done, (full + 1 - done) * extra, extra_activity)
-            self.free_pages_bulk(zone, cpu, pcp, pcp.batch)
-            hot.append(pfns[full])
-            done = full + 1
-        hot.extend(pfns[done:])
-        self._charge_frees(cpu, n - done, (n - done) * extra, extra_activity)
+        fulls = full_frees(len(pcp.list), len(pfns), pcp.high, pcp.batch)
+        pcp.list.extend(pfns)
+        drains = self.drain_pcp(zone, pcp, pcp.batch, len(fulls))
+        lock, n = zone.lock, len(pfns)
+        if fulls and lock.last_cpu is cpu and lock.free_at <= cpu.time:
+            self._drains_uncontended(zone, cpu, fulls, drains, extra)
+        else:
+            done = 0                          # frees charged
+            for full, (hold, highest) in zip(fulls, drains):
+                self._charge_frees(cpu, full + 1 - done, (full + 1 - done) * extra, extra_activity)
+                self.drained(zone, cpu, hold, highest)
+                done = full + 1
+            n -= done
+        self._charge_frees(cpu, n, n * extra, extra_activity)
+
+    def _drains_uncontended(self, zone: Zone, cpu: CPU, fulls: list[int], drains, extra: int) -> None:
+        """The drains of _free_hot_run when zone's lock is this CPU's and
+        free: each hold, after the frees before it, is the same
+        uncontended hold as drained's; all are booked at once (another CPU
+        behind this one may still meet them), each coalesce is at its own
+        time.  The caller charges the frees."""
+        each = extra + self.pcp_op_ns
+        t = cpu.time
+        held, bookings = 0, []
+        for full, (hold, highest) in zip(fulls, drains):
+            start = t + (full + 1) * each + held
+            bookings.append((start, hold))
+            held += hold
+            if highest >= 0:
+                self.coalesced(zone, highest, NOT_ZEROED, start + hold)
+        zone.lock.held_uncontended(cpu, len(fulls), held, bookings)
+        cpu.time = t + held
+        cpu.system_ns += held
 
     def _charge_frees(self, cpu: CPU, frees: int, extra: int, extra_activity: str) -> None:
         """The time of ``frees`` frees to a hot list: the caller's work, then the list op."""
@@ -553,24 +634,46 @@ class PageAllocator:
 
     def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
         """Give ``count`` pages from the tail (coldest end) of a per-CPU list
-        back to the buddy lists, always as NOT_ZEROED, under the zone lock.
+        back to the buddy lists, always as NOT_ZEROED, under the zone lock
+        (held now).  Returns the pages freed."""
+        n = min(count, len(pcp.list))
+        hold, highest = next(self.drain_pcp(zone, pcp, count))
+        self.drained(zone, cpu, hold, highest)
+        return n
+
+    def drain_pcp(self, zone: Zone, pcp, count: int, drains: int = 1):
+        """free_pages_bulk's list and buddy work ``drains`` times in a row:
+        each gives ``count`` pages from the list's tail back to the buddy
+        lists as NOT_ZEROED.  Yields each one's (zone lock hold, highest
+        final order or -1) once its pages are on the buddy lists, for the
+        caller to charge (drained) before the next one's.
+
         Pages that follow one another in a whole aligned block are freed as
         that block (free_blocks): inside it each page merges only with
         buddies inside it, so the block ends whole after 2^order - 1 merges,
         and the lists' other entries keep their order."""
-        popleft = pcp.list.popleft
-        pages = [popleft() for _ in range(min(count, len(pcp.list)))]
-        state = zone.page_state
-        blocks = free_blocks(pages, zone.zone_start_pfn, zone.max_order - 1)
-        for idx, order in blocks:
-            state[idx: idx + (1 << order)] = free_run(order)
-        highest, merges = free_blocks_bulk(zone, blocks, NOT_ZEROED)
-        # inside a whole block of the run, each page merges with buddies inside it: 2^order - 1 merges
-        merges += sum((1 << order) - 1 for _, order in blocks)
-        zone.lock.hold(cpu, self.zone_lock_ns + len(pages) * self.free_block_ns + merges * self.coalesce_step_ns)
+        drained = pcp.take_tail(min(count * drains, len(pcp.list)))
+        start, top = zone.zone_start_pfn, zone.max_order - 1
+        state, order = zone.page_state, sorted(drained)     # every page drained is free from here
+        if order and order[-1] - order[0] == len(order) - 1:
+            state[order[0] - start: order[-1] + 1 - start] = marks(PS_FREE, len(order))
+        else:
+            for pfn in order:
+                state[pfn - start] = PS_FREE
+        chunks = [drained[at:at + count] for at in range(0, len(drained), count)]
+        for pages in chunks + [[]] * (drains - len(chunks)):     # an empty list's drains free nothing
+            blocks = free_blocks(pages, start, top)
+            highest, merges = free_blocks_bulk(zone, blocks, NOT_ZEROED)
+            # inside a whole block of the run, each page merges with buddies inside it: 2^order - 1 merges
+            merges += len(pages) - len(blocks)
+            yield (self.zone_lock_ns + len(pages) * self.free_block_ns + merges * self.coalesce_step_ns,
+                   highest)
+
+    def drained(self, zone: Zone, cpu: CPU, hold: int, highest: int) -> None:
+        """A drain's zone lock hold, charged to cpu now, and its coalesce."""
+        zone.lock.hold(cpu, hold)
         if highest >= 0:
-            self.coalesced(zone, highest, NOT_ZEROED, cpu)
-        return len(pages)
+            self.coalesced(zone, highest, NOT_ZEROED, cpu.time)
 
     def drain_pages(self, cpu: CPU) -> int:
         """drain_local_pages: empty this CPU's lists in every zone (the zeroed
@@ -584,9 +687,22 @@ class PageAllocator:
                         freed += self.free_pages_bulk(zone, cpu, pcp, pcp.count)
         return freed
 
-    def coalesced(self, zone: Zone, order: int, kind: int, cpu: CPU) -> None:
+    def coalesced(self, zone: Zone, order: int, kind: int, t: int) -> None:
+        """A free reached the buddy lists at time t, coalescing to ``order``."""
         if self.on_coalesce is not None:
-            self.on_coalesce(zone, order, kind, cpu.time)
+            self.on_coalesce(zone, order, kind, t)
+
+
+def full_frees(listed: int, n: int, high: int, batch: int) -> list[int]:
+    """Which of n frees to a hot list holding ``listed`` pages find it full
+    (``high`` pages or more), each of them draining ``batch`` pages first:
+    after one, the list is again full ``batch`` frees later."""
+    fulls, i = [], 0
+    while listed > high and i < n:            # more than high (not left by the kernel's rules)
+        fulls.append(i)
+        listed += 1 - batch
+        i += 1
+    return fulls + list(range(i + high - listed, n, batch)) if i < n else fulls
 
 
 def ascending_runs(order: list[int], lo: int, hi: int) -> list[tuple[int, int]]:

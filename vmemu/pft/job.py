@@ -111,9 +111,9 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzer
             cpu.user(bzero_ns, BZERO)
         begun = i
         i += 1
-        bound = timeline.solo_bound() if batch is not None else 0
-        # the batch does nothing once this CPU is at the bound: threads that
-        # interleave at every fault skip the call
+        # solo_bound is at most the scheduler's bound: threads that
+        # interleave at every fault go back to it without asking
+        bound = timeline.solo_bound() if batch is not None and cpu.time < timeline.solo_until else 0
         if i < npages and cpu.time < bound:
             i += batch.run(cpu, mm, npages - i)
             bound = timeline.solo_bound()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .spec import PROG, Point, Sweep, describe, load_spec
+if TYPE_CHECKING:                             # the spec's module is imported when a sweep runs
+    from .spec import Point, Sweep
 
 SAVE_EVERY_S = 10           # --out FILE is rewritten this often while points complete
 
@@ -30,6 +32,7 @@ class Run:
 
     def record(self, point: Point, outcome, progress) -> None:
         from ..pft import JobResult, format_csv
+        from .spec import PROG, describe
         if isinstance(outcome, JobResult):
             self.rows[point.index] = format_csv(outcome).split(",")
         else:
@@ -54,6 +57,7 @@ class Run:
 
 def cmd_sweep(args) -> int:
     from .output import check_plot_axes, output_format, plot, read_rows
+    from .spec import load_spec
     sweep = load_spec(args.spec)
     fmt = output_format(args.out)
     check_options(args)
@@ -85,6 +89,7 @@ def cmd_sweep(args) -> int:
 
 def check_options(args) -> None:
     from ..cli import UsageError
+    from .spec import PROG
     from ..pft.cli import check_plot
     from .engines import check_dask
     if args.resume and not args.out:
@@ -104,6 +109,7 @@ def make_engine(specs: list[dict], args):
     from ..cli import UsageError
     from ..mm.memory import HostMemoryError
     from .engines import ClusterRows, local
+    from .spec import PROG
     if not specs:
         return None
     if args.scheduler:
@@ -125,9 +131,14 @@ def run_points(run: Run, todo: list[Point], engine) -> None:
             run.record(todo[k], outcome, progress)
 
 
+def scheduler(text: str) -> str:
+    """--scheduler's type (engines.scheduler, imported when a sweep runs)."""
+    from .engines import scheduler
+    return scheduler(text)
+
+
 def add_sweep(sub) -> None:
     from ..cli import positive
-    from .engines import scheduler
     p = sub.add_parser("sweep", help="run pft over a grid of parameters, here or on a Dask cluster",
                        description="Every point of SPEC's grid is a pft row on a fresh machine. SPEC is TOML: "
                                    "its keys are vmemu pft's options (profile, kernel, bytes, threads, "
