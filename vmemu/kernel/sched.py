@@ -295,11 +295,17 @@ class SpinLock:
         ``bookings`` are the (start, ns) of those that may still delay
         another CPU, every one that ends after the horizon (a fault series
         moves the horizon to its last fault: only its last holds).
-        ``last_take``: when the line was taken last (default: the last booking's start)."""
+        The line is this CPU's from each booked hold's start, and from
+        ``last_take`` (default: the last booking's start, or now): another
+        CPU woken between two of the holds (kscrubd, by a drain's coalesce)
+        finds it here."""
         self.acquired += acquisitions
-        if last_take is None:
-            last_take = bookings[-1][0] if bookings else cpu.time
-        self._took(last_take, cpu)
+        for start, _ in bookings:
+            self._took(start, cpu)
+        if last_take is None and not bookings:
+            last_take = cpu.time
+        if last_take is not None and (not bookings or last_take != bookings[-1][0]):
+            self._took(last_take, cpu)
         if held_ns:
             cpu.ledger[self.kind] += held_ns
         if bookings and len(self._ends) > self._prune_at:
