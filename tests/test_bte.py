@@ -44,7 +44,7 @@ def test_bte_time_is_not_charged_to_any_cpu_but_uses_the_bus():
     bte_busy = sum(e.busy_ns for e in m.bte.all_engines())
     assert bte_busy > 0
     # scrubd's CPU time covers its CPU clears and the engine set-ups, not the BTE transfers
-    clear_ns = cpu_pages * m.page_size / m.cost["clear_bytes_per_ns"]
+    clear_ns = cpu_pages * m.memsys.page_traffic() / m.memsys.clear_rate(0, 0)
     assert d.stat["cpu_ns"] < clear_ns + bte_busy
     assert m.buses[0].bytes >= m.bte.totals()["bytes"]
 

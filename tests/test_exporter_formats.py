@@ -187,8 +187,17 @@ def every_file(mp):
             yield os.path.relpath(os.path.join(root, name), mp)
 
 
+# vmemu's own tables, which no procps tool reads and which grow with CPUs x
+# activities (as a large machine's seq_file files do): read whole, in parts.
+GROWING = {"proc/vmemu/ledger"}
+
+
 def test_every_file_whole_in_one_read(mp):
     for path in every_file(mp):
+        if path in GROWING:
+            with open(os.path.join(mp, path)) as f:
+                assert f.read().endswith("\n"), path
+            continue
         try:
             text = read(mp, path)
         except PermissionError:         # write-only triggers

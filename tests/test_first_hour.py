@@ -122,7 +122,7 @@ PROFILES = {
     "b.toml": b'inherit = "./a.toml"\n',
     "table.toml": b'inherit = "x86-64"\nmachine = 5\n',
     "nodes.toml": b'inherit = "x86-64"\n[machine]\nnodes = 1000000000000\n',
-    "inf.toml": b'inherit = "x86-64"\n[cost]\nclear_bytes_per_ns = inf\n',
+    "inf.toml": b'inherit = "x86-64"\n[memory]\nbus_bytes_per_ns = inf\n',
     "size.toml": b'inherit = "x86-64"\n[machine]\nnode_memory = "lots"\n',
     "name.toml": b'name = 5\ninherit = "x86-64"\n',
     "inherit.toml": b'inherit = 7\n',

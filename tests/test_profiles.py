@@ -54,8 +54,8 @@ def test_bad_profile_file(tmp_path):
     bad.write_text("this is not toml [")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile(str(bad))
-    bad.write_text('inherit = "x86-64"\n[cost]\nclear_bytes_per_ns = { value = "fast" }\n')
-    with pytest.raises(ProfileError, match="clear_bytes_per_ns must be float"):
+    bad.write_text('inherit = "x86-64"\n[memory]\nbus_bytes_per_ns = { value = "fast" }\n')
+    with pytest.raises(ProfileError, match="bus_bytes_per_ns must be float"):
         load_profile(str(bad))
 
 

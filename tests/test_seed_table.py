@@ -1,9 +1,9 @@
 """The seed's pft table, reproduced on the altix-8 profile (docs/model.md).
 
-The issue's target: every row within 15% on fault/wsec and on flt/cpu/s,
-from the one profile.  Today all 18 figures are within 13% (the worst:
-prezero 8 threads flt/cpu/s, 0.89); the second test holds that line so the
-fit cannot slip back unnoticed.
+The target: every row within 15% on fault/wsec and on flt/cpu/s, from the
+one profile.  Today all 18 figures are within 11% (the worst: prezero 1
+thread, 1.11); the second test holds a 12% line so the fit cannot slip
+back unnoticed.
 """
 
 import pytest
@@ -35,8 +35,8 @@ def test_every_figure_within_15_percent(pairs):
     assert not bad, bad
 
 
-def test_every_figure_within_13_percent_as_fitted(pairs):
-    bad = {name: round(x, 3) for name, x in ratios(pairs) if not 1 / 1.13 <= x <= 1.13}
+def test_every_figure_within_12_percent_as_fitted(pairs):
+    bad = {name: round(x, 3) for name, x in ratios(pairs) if not 1 / 1.12 <= x <= 1.12}
     assert not bad, bad
 
 

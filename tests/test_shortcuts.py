@@ -136,7 +136,7 @@ def build_mm(seed: int):
     m = tiny_machine(pages=rng.choice([256, 1024]), max_order=6, nodes=3, cpus_per_node=2,
                      seed=seed, backing="real")
     m.set_sysctl("scrub_start", rng.choice([0, 2, 6]))   # frees that coalesce may wake scrubd
-    mm = MMStruct("t", m.timeline, m.cost, m.distance)
+    mm = MMStruct("t", m.timeline, m.memsys.transfer)
     alloc = m.alloc
     leader = rng.choice(m.cpus)
     for _ in range(rng.randint(0, 40)):                  # pages on the leader's hot lists already

@@ -271,7 +271,8 @@ DATA = __import__("pathlib").Path(__file__).parent / "data"
 def test_version_1_file_is_migrated_and_the_machine_goes_on_the_same():
     """tests/data/state-v1.state was saved by vmemu before the explicit schema
     (fields by reflection); state-v1.expect.json holds what that machine
-    showed, and the row its next job gave, had it never been saved."""
+    showed, and the row its next job gives and the state after it under
+    today's model (tests/make_golden.py writes those two with the golden file)."""
     expect = json.loads((DATA / "state-v1.expect.json").read_text())
     m = load_state(str(DATA / "state-v1.state"), poison=False)
     try:

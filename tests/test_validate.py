@@ -82,13 +82,13 @@ def test_every_kernel_name_runs_as_pft_runs_it_csv_parses_and_any_j_gives_the_sa
 
 @pytest.mark.slow
 def test_the_seed_validates_on_altix_8():
-    # the target: within 15% on flt/cpu/s and fault/wsec; the fit as committed is within 13%
+    # the target: within 15% on flt/cpu/s and fault/wsec; the profile as committed is within 12%
     p = cli("validate", "--csv", timeout=600)
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(p.stdout)))
     assert [(r["kernel"], r["threads"]) for r in rows] == \
         [("stock", t) for t in "1248"] + [("prezero", t) for t in "1248"] + [("prezero-allzeroed", "1")]
-    low, high = validate.band(0.13)
+    low, high = validate.band(0.12)
     far = {(r["row"], c): r[f"{c}_ratio"] for r in rows for c in validate.DEFAULT_CHECKED
            if not low <= float(r[f"{c}_ratio"]) <= high}
     assert not far, far

@@ -11,6 +11,7 @@ from .kernel.loadavg import LoadAvg
 from .kernel.sched import CPU, EventQueue, MemoryBus, Timeline
 from .mm.memory import NoMemory, RealMemory
 from .mm.mmzone import NOT_ZEROED, PS_FREE, PS_PCP, PS_TAIL, ZEROED, Node, Zone
+from .arch.memsys import MemorySystem
 from .arch.sn.bte import BteZeroDriver
 from .mm.page_alloc import PageAllocator, free_one_page
 from .mm.scrubd import POLICIES, POLICY_ORDER, Scrub
@@ -25,6 +26,18 @@ def node_distances(nodes: int, per_brick: int) -> list[list[int]]:
     (one link), 40 across the router."""
     return [[10 if a == b else 20 if a // per_brick == b // per_brick else 40
              for b in range(nodes)] for a in range(nodes)]
+
+
+def build_memsys(profile: Profile, cpus: list, distance: list[list[int]]) -> MemorySystem:
+    """The machine's MemorySystem: the profile's [memory] facts, its
+    last-level cache (whose capacity holds a CPU's recent writes), and which
+    CPUs share one."""
+    llc = max(profile.caches, key=lambda c: (c.level, c.type != "Instruction"), default=None)
+    line = profile.machine["cache_line"]
+    lines = llc.size // line if llc is not None else 0
+    shared = llc.shared_cpus if llc is not None else 1
+    return MemorySystem(profile.memory, line, profile.machine["page_size"], lines,
+                        [c.id // shared for c in cpus], [c.node for c in cpus], distance)
 
 
 class Machine:
@@ -57,18 +70,17 @@ class Machine:
             for start, pages in spans:
                 self.memory.poison(start, pages)
             self.memory.sync()          # booted: the poison is in place before time starts
-        self.buses = [MemoryBus(self.cost["mem_bw_bytes_per_ns"], self.timeline) for _ in self.nodes]
         self.distance = node_distances(len(self.nodes), m.get("nodes_per_brick", len(self.nodes)))
+        self.memsys = build_memsys(profile, self.cpus, self.distance)
+        mem = profile.memory
+        self.buses = [MemoryBus(mem["bus_bytes_per_ns"] * mem["efficiency"], self.timeline) for _ in self.nodes]
         for zone in self.zones:
             zone.lock.timeline = self.timeline
-            zone.lock.bounce_local_ns = self.cost["lock_bounce_local_ns"]
-            zone.lock.bounce_remote_ns = self.cost["lock_bounce_remote_ns"]
-            zone.lock.distance = self.distance
-            zone.lock.bounce_router_ns = self.cost["lock_bounce_router_ns"]
+            zone.lock.bounce_ns = self.memsys.transfer
             zone.boot_free_all()
         self.setup_per_zone_pages_min()
         self.alloc = PageAllocator(self.nodes, self.cpus, self.memory, self.buses, self.cost,
-                                   self.page_size, self.distance)
+                                   self.page_size, self.distance, self.memsys)
         self.loadavg = LoadAvg()
         self.timeline.on_tick = self._timer_tick
         self.timeline.next_tick = self.loadavg.next_sample

@@ -7,9 +7,12 @@ File format::
 
 The body is an explicit schema of named fields (below: every object's
 fields are listed once, in the *_FIELDS tables), so the file does not
-change when a private attribute of the model does.  Version 2; a version 1
-file (the fields of vmemu before the schema) is migrated on load
-(_from_v1); anything newer or older is refused with one line.
+change when a private attribute of the model does.  Version 3.  Older
+files are migrated on load: version 1 (the fields of vmemu before the
+schema, _from_v1) and version 2 (before the memory-system model, _from_v2:
+caches start empty, and the costs are the shipped profile's, or the file is
+refused with one line when its profile is not shipped); anything newer is
+refused with one line.
 
 ``save_state`` first lets the machine run until scrubd and the BTE are idle
 (``run_until_idle``), and refuses when anything is still in flight afterwards
@@ -59,10 +62,10 @@ from .machine import Machine, check_invariants
 from .mm.fail_page_alloc import FailPageAlloc
 from .mm.mmzone import NOT_ZEROED, PCP_ZEROED, ZEROED, PerCpuPages
 from .mm.scrubd import SLEEPING
-from .profiles import Profile
+from .profiles import Profile, load_profile, shipped_profiles
 
 MAGIC = "VMEMU-STATE"
-VERSION = 2
+VERSION = 3
 DEEP_CHECK_PAGES = 1 << 21     # walk every page state byte on load up to this many pages
 
 
@@ -136,8 +139,7 @@ def _why_busy(m: Machine) -> list[str]:
 
 
 def _lock(lock) -> dict:
-    return dict(_fields(lock, LOCK_FIELDS), bookings=lock.bookings(),
-                last_cpu=None if lock.last_cpu is None else lock.last_cpu.id)
+    return dict(_fields(lock, LOCK_FIELDS), bookings=lock.bookings(), takes=lock.takes())
 
 
 def _zone(z) -> dict:
@@ -158,7 +160,8 @@ def _dump(m: Machine) -> dict:
     p, fpa = m.profile, m.alloc.fail_page_alloc
     return {
         "profile": {"name": p.name, "description": p.description, "machine": p.machine,
-                    "cost": p.cost, "bte": p.bte, "sources": p.sources, "path": p.path},
+                    "memory": p.memory, "cost": p.cost, "bte": p.bte, "sources": p.sources, "path": p.path},
+        "memsys": m.memsys.state(),
         "seed": m.seed, "backing": m.backing, "now": m.now, "boot_wall_time": m.boot_wall_time,
         "rng": _rng_state(m.rng), "sysctl": m.sysctl, "scrub_policy": m.scrub_policy,
         "timeline": {"horizon": m.timeline.horizon, "next_tick": m.timeline.next_tick},
@@ -277,6 +280,8 @@ def _read(path: str) -> dict:
         raise StateError(f"{path}: corrupt: body is not JSON ({e})") from None
     try:
         return MIGRATE[version](state) if version in MIGRATE else state
+    except StateError as e:
+        raise StateError(f"{path}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise StateError(f"{path}: inconsistent version {version} state: {type(e).__name__}: {e}") from None
 
@@ -319,7 +324,7 @@ def load_state(path: str, profile_name: str | None = None, poison: bool = True, 
 def _profile(s: dict) -> Profile:
     p = s["profile"]
     return Profile(name=p["name"], description=p["description"], machine=p["machine"],
-                   cost=p["cost"], bte=p["bte"], sources=p["sources"], path=p["path"])
+                   memory=p["memory"], cost=p["cost"], bte=p["bte"], sources=p["sources"], path=p["path"])
 
 
 def _build(s: dict, profile: Profile, poison: bool) -> Machine:
@@ -364,6 +369,7 @@ def _restore(m: Machine, s: dict, poison: bool) -> None:
     for z, saved in zip(m.zones, s["zones"]):
         _restore_zone(m, z, saved)
     _restore_daemons(m, s)
+    m.memsys.restore(s["memsys"])
     if s["fail_page_alloc"] is not None:
         saved = dict(s["fail_page_alloc"])
         fpa = FailPageAlloc(rng=random.Random())
@@ -413,8 +419,7 @@ def _restore_zone(m: Machine, z, saved: dict) -> None:
     z.stat = dict(saved["stat"])
     lock = dict(saved["lock"])
     z.lock.restore_bookings(lock.pop("bookings"))
-    last = lock.pop("last_cpu")
-    z.lock.last_cpu = None if last is None else m.cpus[last]
+    z.lock.restore_takes(lock.pop("takes"), m.cpus)
     _set_fields(z.lock, LOCK_FIELDS, lock, "zone lock")
     for kind in (NOT_ZEROED, ZEROED):
         _same_len(z.free_area[kind], saved["free_area"][kind], "orders")
@@ -493,4 +498,24 @@ def _from_v1(s: dict) -> dict:
     return s
 
 
-MIGRATE = {1: _from_v1}
+def _from_v2(s: dict) -> dict:
+    """Version 2 (before the memory-system model) as version 3: the caches
+    start empty, a lock's line is its last taker's from time 0, and the
+    profile's memory and costs are those of the shipped profile of its name
+    (the old cost keys priced the old model)."""
+    p = s["profile"]
+    if p["name"] not in shipped_profiles():
+        raise StateError(f"a version 2 state of profile {p['name']!r}: its costs predate the memory "
+                         f"model and it is not a shipped profile; mount it afresh")
+    fresh = load_profile(p["name"])
+    p["memory"], p["cost"] = fresh.memory, fresh.cost
+    p["sources"] = dict(p["sources"], **{k: v for k, v in fresh.sources.items()
+                                         if k.startswith(("memory.", "cost."))})
+    for z in s["zones"]:
+        last = z["lock"].pop("last_cpu")
+        z["lock"]["takes"] = [] if last is None else [[0, last]]
+    s["memsys"] = None
+    return s
+
+
+MIGRATE = {1: lambda s: _from_v2(_from_v1(s)), 2: _from_v2}

@@ -151,13 +151,10 @@ class SpinLock:
     PRUNE_ABOVE = 64
 
     __slots__ = ("name", "timeline", "_starts", "_ends", "acquired", "contended", "wait_ns",
-                 "last_cpu", "bounce_local_ns", "bounce_remote_ns", "bounce_router_ns",
-                 "bounces", "distance", "kind", "spin", "transfer", "_prune_at")
+                 "_takes", "_takers", "bounce_ns", "bounces", "kind", "spin", "transfer", "users", "_prune_at")
 
     def __init__(self, name: str, timeline: Timeline | None = None,
-                 bounce_local_ns: int = 0, bounce_remote_ns: int = 0,
-                 distance: list[list[int]] | None = None, bounce_router_ns: int | None = None,
-                 kind: str | None = None):
+                 bounce_ns: list[list[int]] | None = None, kind: str | None = None):
         self.name = name
         self.timeline = timeline or Timeline()
         self._starts: list[int] = []
@@ -167,13 +164,15 @@ class SpinLock:
         self.contended = 0
         self.wait_ns = 0
         # The lock's cache line moves to whoever takes it: taking it after
-        # another CPU costs a transfer, dearer from another node (NUMA).
-        self.last_cpu: CPU | None = None
-        self.bounce_local_ns = bounce_local_ns
-        self.bounce_remote_ns = bounce_remote_ns
-        self.bounce_router_ns = bounce_remote_ns if bounce_router_ns is None else bounce_router_ns
+        # another CPU costs a transfer, dearer from another node (NUMA).  Who
+        # had it last is asked in virtual time: the takes, time-ordered.
+        self._takes: list[int] = []
+        self._takers: list[CPU] = []
+        # bounce_ns[a][b]: the line moving from a CPU of node a to one of node b
+        # (MemorySystem.transfer); None: free (a machine without a memory system)
+        self.bounce_ns = bounce_ns
         self.bounces = 0
-        self.distance = distance      # node distances (SLIT): 20 one link away, more across a router
+        self.users: set[int] = set()          # the CPUs that ever took the lock
         # the ledger's activities: the hold, the spin before it, the line's transfer
         self.kind = kind = kind or name          # page_table_lock, zone->lock, ...
         self.spin, self.transfer = f"spin:{kind}", f"cacheline:{kind}"
@@ -191,67 +190,122 @@ class SpinLock:
         time.  hold_ns 0 is an atomic on the line (a read-side count): no
         critical section, only the line's transfer.
 
-        Fetching the lock's line from the CPU that had it last is a latency
-        the acquirer pays before it can try (it does not lengthen the hold)."""
-        last = self.last_cpu
-        if last is not cpu:
-            if last is not None:
-                if last.node == cpu.node:
-                    bounce = self.bounce_local_ns
-                elif self.distance is None or self.distance[last.node][cpu.node] <= 20:
-                    bounce = self.bounce_remote_ns
-                else:
-                    bounce = self.bounce_router_ns
-                cpu.time += bounce
-                cpu.system_ns += bounce
-                cpu.ledger[self.transfer] += bounce
-                self.bounces += 1
-            self.last_cpu = cpu
-        self.acquired += 1
-        if hold_ns <= 0:
-            return
-        starts, ends = self._starts, self._ends
+        Taking the lock's line from the CPU that had it last (in virtual
+        time) is a latency the acquirer pays before it can try."""
         t = cpu.time
+        owner = self.owner_at(t)
+        move = 0
+        if owner is not None and owner is not cpu and self.bounce_ns is not None:
+            move = self.bounce_ns[owner.node][cpu.node]
+            self.bounces += 1
+        self.acquired += 1
+        ends = self._ends
         if len(ends) > self._prune_at:
             self._prune(t)
-        if not ends or ends[-1] <= t:         # uncontended, the usual case
-            starts.append(t)
-            ends.append(t + hold_ns)
-            cpu.ledger[self.kind] += hold_ns
-            cpu.system_ns += hold_ns
-            cpu.time = t + hold_ns
+            ends = self._ends
+        if hold_ns <= 0 or not ends or ends[-1] <= t + move:     # uncontended, the usual case
+            if move:
+                cpu.time = t = t + move
+                cpu.system_ns += move
+                cpu.ledger[self.transfer] += move
+            self._took(t, cpu)
+            if hold_ns > 0:
+                self._book(cpu, len(ends), t, hold_ns)
             return
-        i = bisect_right(ends, t)             # the first gap at or after t that fits
+        i, begin = self._gap(t + move, hold_ns)
+        cpu.ledger[self.transfer] += move
+        if begin > t + move:
+            self.contended += 1
+            self.wait_ns += begin - t - move
+            cpu.ledger[self.spin] += begin - t - move
+        self._took(begin, cpu)
+        self._book(cpu, i, begin, hold_ns)
+
+    def _gap(self, t: int, span: int) -> tuple[int, int]:
+        """The first gap of ``span`` ns at or after t between booked holds:
+        (its index in the calendar, its start)."""
+        starts, ends = self._starts, self._ends
+        i = bisect_right(ends, t)
         begin, n = t, len(starts)
-        while i < n and starts[i] < begin + hold_ns:
+        while i < n and starts[i] < begin + span:
             if ends[i] > begin:
                 begin = ends[i]
             i += 1
-        if begin > t:
-            self.contended += 1
-            self.wait_ns += begin - t
-            cpu.ledger[self.spin] += begin - t
-        starts.insert(i, begin)
-        ends.insert(i, begin + hold_ns)
+        return i, begin
+
+    def _book(self, cpu: CPU, i: int, begin: int, hold_ns: int) -> None:
+        """Book the CPU's hold [begin, begin + hold_ns) at index i of the
+        calendar; the CPU spins from now until begin and leaves at its end."""
+        self._starts.insert(i, begin)
+        self._ends.insert(i, begin + hold_ns)
         cpu.ledger[self.kind] += hold_ns
-        cpu.system_ns += begin + hold_ns - t
+        cpu.system_ns += begin + hold_ns - cpu.time
         cpu.time = begin + hold_ns
+
+    # -- the line ----------------------------------------------------------------
+
+    @property
+    def last_cpu(self) -> CPU | None:
+        """The CPU of the latest take in virtual time."""
+        return self._takers[-1] if self._takers else None
+
+    def owner_at(self, t: int) -> CPU | None:
+        """The CPU holding the line at virtual time t: the last to take it by then."""
+        i = bisect_right(self._takes, t)
+        return self._takers[i - 1] if i else None
+
+    def _took(self, t: int, cpu: CPU) -> None:
+        """The CPU has the line from t on."""
+        self.users.add(cpu.id)
+        takes = self._takes
+        if not takes or takes[-1] <= t:
+            takes.append(t)
+            self._takers.append(cpu)
+        else:
+            i = bisect_right(takes, t)
+            takes.insert(i, t)
+            self._takers.insert(i, cpu)
+        if len(takes) > self.PRUNE_ABOVE + 2 * len(self.users):
+            keep = min(bisect_right(takes, self.timeline.prune_before(t)), len(takes) - len(self.users))
+            if keep > len(self.users):
+                del takes[:keep - len(self.users)], self._takers[:keep - len(self.users)]
+
+    def takes(self) -> list[tuple[int, int]]:
+        """The line's takes that still count, as (time, cpu id) (for a saved machine)."""
+        return [(t, c.id) for t, c in zip(self._takes, self._takers)]
+
+    def restore_takes(self, takes, cpus) -> None:
+        """Takes from takes(), with ``cpus`` the machine's CPUs by id."""
+        pairs = sorted((int(t), int(c)) for t, c in takes)
+        self._takes = [t for t, _ in pairs]
+        self._takers = [cpus[c] for _, c in pairs]
+        self.users = {c for _, c in pairs}
 
     @property
     def free_at(self) -> int:
         """The end of the last booked hold (0 if none)."""
         return self._ends[-1] if self._ends else 0
 
-    def held_uncontended(self, cpu: CPU, acquisitions: int, held_ns: int, bookings) -> None:
+    def held_uncontended(self, cpu: CPU, acquisitions: int, held_ns: int, bookings,
+                         last_take: int | None = None) -> None:
         """hold() ``acquisitions`` times in a row by a CPU that has the line
         (or takes it from nobody) and never waits (a fault series, exit's
         drains), each hold ending before the next begins, ``held_ns`` in
         all, charged as the holds' (the caller adds it to the CPU's time).
         ``bookings`` are the (start, ns) of those that may still delay
         another CPU, every one that ends after the horizon (a fault series
-        moves the horizon to its last fault: only its last holds)."""
-        self.last_cpu = cpu
+        moves the horizon to its last fault: only its last holds).
+        The line is this CPU's from each booked hold's start, and from
+        ``last_take`` (default: the last booking's start, or now): another
+        CPU woken between two of the holds (kscrubd, by a drain's coalesce)
+        finds it here."""
         self.acquired += acquisitions
+        for start, _ in bookings:
+            self._took(start, cpu)
+        if last_take is None and not bookings:
+            last_take = cpu.time
+        if last_take is not None and (not bookings or last_take != bookings[-1][0]):
+            self._took(last_take, cpu)
         if held_ns:
             cpu.ledger[self.kind] += held_ns
         if bookings and len(self._ends) > self._prune_at:

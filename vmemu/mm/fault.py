@@ -33,13 +33,10 @@ class MMStruct:
     and its mmap_sem (every fault takes it for reading: the read count is one
     cache line that every faulting CPU writes twice)."""
 
-    def __init__(self, name: str = "task", timeline=None, cost: dict | None = None, distance=None):
-        cost = cost or {}
-        bounce = (cost.get("lock_bounce_local_ns", 0), cost.get("lock_bounce_remote_ns", 0), distance,
-                  cost.get("lock_bounce_router_ns", 0))
+    def __init__(self, name: str = "task", timeline=None, bounce_ns=None):
         self.name = name
-        self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, *bounce, kind="page_table_lock")
-        self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, *bounce, kind="mmap_sem")
+        self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, bounce_ns, kind="page_table_lock")
+        self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, bounce_ns, kind="mmap_sem")
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
 
@@ -57,12 +54,10 @@ class FaultPath:
         self.memory = alloc.memory
         self.fault_entry_ns = cost["fault_entry_ns"]
         self.pte_lock_ns = cost["pte_lock_ns"]
-        self.hit_ns = cost["cacheline_hit_ns"]
-        self.miss_ns = cost["cacheline_miss_ns"]
-        self.miss_remote_ns = cost["cacheline_miss_remote_ns"]
+        self.memsys = alloc.memsys
         self.user_per_page_ns = cost["user_per_page_ns"]
         self.exit_per_page_ns = cost["exit_per_page_ns"]
-        self.exit_remote_per_page_ns = cost["exit_remote_per_page_ns"]
+        self.exit_lines = cost["exit_lines"]
         self.tlb_purge_ns = cost["exit_tlb_purge_per_page_ns"]
         self.cache_line = cache_line
         self.cachelines = cachelines
@@ -88,24 +83,29 @@ class FaultPath:
         pfn, how = got
         alloc.cpu_stat[cpu.id]["pgfault"] += 1
         lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
-        sem.acquired += 1                           # up_read: the line is still ours (hold(cpu, 0))
+        sem.hold(cpu, 0)                            # up_read: the count's line again (others may have it)
         mm.pages.append(pfn)
-        cpu.user(self.touch_ns(cpu, alloc.page_zone(pfn).node, how), TOUCH)
+        cpu.user(self.touch_ns(cpu, pfn, alloc.page_zone(pfn).node), TOUCH)
+        if how != ALLOC_CLEARED:              # the cleared page is in the cache already
+            self.memsys.wrote(cpu.id, ((pfn, 1),), self.cachelines)
         if self.touch_now:
             self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
         return pfn
 
-    def touch_ns(self, cpu: CPU, node: int, how: int) -> int:
-        """User space's touch loop on a page just faulted: a line this CPU
-        cleared is in its cache; any other comes from the page's memory,
-        local or remote."""
-        if how == ALLOC_CLEARED:
-            line_ns = self.hit_ns
-        elif node == cpu.node:
-            line_ns = self.miss_ns
-        else:
-            line_ns = self.miss_remote_ns
-        return self.user_per_page_ns + self.cachelines * line_ns
+    def touch_ns(self, cpu: CPU, pfn: int, node: int) -> int:
+        """User space's touch loop on a page just faulted: its stores to the
+        job's lines hit where this CPU's cache holds them (a page it just
+        cleared) and miss to the page's memory otherwise."""
+        return self.user_per_page_ns + self.memsys.touch_ns(cpu.id, pfn, node, self.cachelines)
+
+    def touch_series_ns(self, cpu: CPU, node: int, cleared: bool) -> int:
+        """touch_ns for each page of a fault series: pages this CPU cleared
+        (all cached), or pages none of whose lines it holds (the series
+        checks that with MemorySystem.any_cached)."""
+        lines = self.cachelines
+        memsys = self.memsys
+        own = lines * memsys.hit_ns if cleared else memsys.store_run_ns(cpu.node, node, lines)
+        return self.user_per_page_ns + own
 
     def settle(self) -> None:
         """Finish the faulted pages' deferred real-memory work (before they
@@ -116,10 +116,10 @@ class FaultPath:
     # -- exit ------------------------------------------------------------------
 
     def zap_ns(self, cpu: CPU, mm: MMStruct, node: int) -> int:
-        """zap_pte_range's cost for one page: the struct page and its zone live
-        with the memory (remote is dearer); an mm that ran on several nodes
-        needs global TLB purges (ptc.ga across NUMAlink)."""
-        ns = self.exit_per_page_ns if node == cpu.node else self.exit_remote_per_page_ns
+        """zap_pte_range's cost for one page: the code, and exit_lines loads
+        of lines on the page's node one after the other (its struct page, its
+        zone's lru); an mm that ran on several nodes needs global TLB purges."""
+        ns = self.exit_per_page_ns + self.exit_lines * self.memsys.latency[cpu.node][node]
         return ns + (self.tlb_purge_ns if len(mm.nodes_run) > 1 else 0)
 
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:

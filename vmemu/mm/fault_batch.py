@@ -25,7 +25,7 @@ from collections import deque
 from ..kernel.sched import CPU
 from .fault import BZERO, GFP_ANON, TOUCH, FaultPath, MMStruct
 from .mmzone import NOT_ZEROED, ZEROED, Zone
-from .page_alloc import ALLOC_CLEARED, ALLOC_ZEROED, marks
+from .page_alloc import marks
 
 
 class FaultBatch:
@@ -66,6 +66,8 @@ class FaultBatch:
             return 0
         if fault.pte_lock_ns <= 0 or lock.free_at > t0 + fault.fault_entry_ns:
             return 0                          # a hold booked ahead of us: contention, the general path
+        if zone.zero_pages >= 1 and fault.memsys.scrubbed_lines(cpu.id):
+            return 0                          # zeroed pages this CPU's cache may hold: touches at other costs
         series = _Series(self, cpu, mm, zone, zonelist[0], bound)
         k = series.run(limit)
         if k:
@@ -101,13 +103,12 @@ class _Series:
         self.hold_max = alloc.bulk_hold_ns(self.pcp.batch, self.pcp.batch * zone.max_order)
         if not zero:
             bus = alloc.buses[zone.node]
-            self.clear_ns = bus.duration(alloc.page_size, alloc.clear_rate(cpu, zone))
+            self.clear_ns = alloc.clear_alone_ns(cpu, zone)
             free = bus.alone_until(self.t + self.lead) - self.lead     # faults starting before: clears alone
             self.until = min(bound, free)
             self.refill_until = min(bound, free - self.hold_max)
         self.sys_each = self.fe + 2 * self.pte + alloc.pcp_op_ns + self.clear_ns
-        how = ALLOC_ZEROED if zero else ALLOC_CLEARED
-        self.touch_ns, self.extra_user_ns = fault.touch_ns(cpu, zone.node, how), batch.extra_user_ns
+        self.touch_ns, self.extra_user_ns = fault.touch_series_ns(cpu, zone.node, not zero), batch.extra_user_ns
         self.user_each = self.touch_ns + self.extra_user_ns
         self.step = self.sys_each + self.user_each
         self.done = 0
@@ -248,10 +249,10 @@ class _Series:
         mm.pages.extend(popped)
         mm.page_table_lock.timeline.horizon = self.last_start     # the last fault's step start
         mm.page_table_lock.held_uncontended(cpu, 2 * k, 2 * k * self.pte,
-                                            [(start, self.pte) for start in self.last_holds])
-        mm.mmap_sem.held_uncontended(cpu, 2 * k, 0, [])
+                                            [(start, self.pte) for start in self.last_holds], self.last_holds[-1])
+        mm.mmap_sem.held_uncontended(cpu, 2 * k, 0, [], self.last_holds[-1] + self.pte)
         if self.refills:
-            zone.lock.held_uncontended(cpu, self.refills, self.hold_ns, [self.last_refill])
+            zone.lock.held_uncontended(cpu, self.refills, self.hold_ns, [self.last_refill], self.last_refill[0])
         cpu.time = self.t
         cpu.system_ns += k * self.sys_each + self.hold_ns
         cpu.user_ns += k * self.user_each
@@ -262,6 +263,8 @@ class _Series:
         alloc.account_alloc(zone, cpu, self.preferred, 0, k)
         alloc.cpu_stat[cpu.id]["pgfault"] += k
         alloc.prep_zero_page(cpu, zone, runs, self.zero, self.fault.later, self.clears)
+        if self.zero:                         # the touches brought their lines into this CPU's cache
+            self.fault.memsys.wrote(cpu.id, runs, self.fault.cachelines)
 
     def _runs(self, popped: list[int]) -> list[tuple[int, int]]:
         """The pages as (first, count) runs: the list's own pages came off

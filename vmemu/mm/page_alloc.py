@@ -177,7 +177,7 @@ class PageAllocator:
     """alloc_pages / free_pages over a machine's nodes and zones."""
 
     def __init__(self, nodes: list[Node], cpus: list[CPU], memory, buses: list[MemoryBus],
-                 cost: dict, page_size: int, distance: list[list[int]]):
+                 cost: dict, page_size: int, distance: list[list[int]], memsys):
         self.nodes = nodes
         self.zones = [z for n in nodes for z in n.zones]
         self.cpus = cpus
@@ -193,8 +193,7 @@ class PageAllocator:
         self.rmqueue_block_ns = cost["rmqueue_block_ns"]
         self.free_block_ns = cost["free_block_ns"]
         self.coalesce_step_ns = cost["coalesce_step_ns"]
-        self.clear_bytes_per_ns = cost["clear_bytes_per_ns"]
-        self.clear_remote_bytes_per_ns = cost["clear_remote_bytes_per_ns"]
+        self.memsys = memsys              # vmemu.arch.memsys.MemorySystem: what a clear costs
         self.fail_page_alloc = None      # an object with should_fail(order, gfp, size)
         # --charge task: (zone, pages) -> ns of background zeroing charged to
         # the task taking those zeroed pages (Kscrubd.claim); None: kthread
@@ -389,7 +388,9 @@ class PageAllocator:
             if times is None:
                 self.clear_time(cpu, zone, pages)
             else:
-                self.buses[zone.node].transfer_series(times, self.page_size, self.clear_rate(cpu, zone), "task")
+                self.buses[zone.node].transfer_series(times, self.memsys.page_traffic(),
+                                                      self.clear_rate(cpu, zone), "task")
+            self.memsys.wrote(cpu.id, runs, self.memsys.lines_per_page)      # the cleared page is cached
             stat["prezero_alloc_cleared"] += allocs
             zstat["prezero_alloc_cleared"] += allocs
             stat["prezero_clear_pages"] += pages
@@ -407,13 +408,19 @@ class PageAllocator:
                 self.verify_zero(cpu, zone, pfn, 1 << order)
 
     def clear_rate(self, cpu: CPU, zone: Zone) -> float:
-        """A CPU's clearing rate on this zone's memory: local or across the interconnect."""
-        return self.clear_bytes_per_ns if zone.node == cpu.node else self.clear_remote_bytes_per_ns
+        """Bus bytes per ns of this CPU clearing pages of this zone (clear_page:
+        a run of store misses, MemorySystem.clear_rate)."""
+        return self.memsys.clear_rate(cpu.node, zone.node)
+
+    def clear_alone_ns(self, cpu: CPU, zone: Zone) -> int:
+        """One page's clear by this CPU with the bus to itself."""
+        return self.buses[zone.node].duration(self.memsys.page_traffic(), self.clear_rate(cpu, zone))
 
     def clear_time(self, cpu: CPU, zone: Zone, npages: int, user: str = "task") -> None:
-        """The CPU's time clearing npages of zone: the bytes over the node's
-        bus, booked there as ``user``'s (a faulting task, or kscrubd)."""
-        end = self.buses[zone.node].transfer(cpu.time, npages * self.page_size, self.clear_rate(cpu, zone), user)
+        """The CPU's time clearing npages of zone: their traffic over the
+        node's bus, booked there as ``user``'s (a faulting task, or kscrubd)."""
+        end = self.buses[zone.node].transfer(cpu.time, npages * self.memsys.page_traffic(),
+                                             self.clear_rate(cpu, zone), user)
         cpu.sys(end - cpu.time, "clear_page")
 
     def verify_zero(self, cpu: CPU, zone: Zone, pfn: int, npages: int) -> None:

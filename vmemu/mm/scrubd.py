@@ -187,10 +187,13 @@ class Kscrubd:
         self.clear_on_cpu(cpu, zone, pfn, order)
 
     def clear_on_cpu(self, cpu: CPU, zone: Zone, pfn: int, order: int) -> None:
-        """The CPU zero driver: the block cleared, over the node's bus (its
-        host memory released: it stays free)."""
+        """The CPU zero driver: clear_page over the block, over the node's bus
+        (its host memory released: it stays free).  The block's lines go
+        through this CPU's cache and push out what it held (the pollution a
+        zeroing engine avoids)."""
         self.m.memory.release(pfn, 1 << order)
         self.m.alloc.clear_time(cpu, zone, 1 << order, "kscrubd")      # at the CPU's rate, over the node's bus
+        self.m.memsys.wrote(cpu.id, ((pfn, 1 << order),), self.m.memsys.lines_per_page, kscrubd=True)
         self.m.events.schedule(cpu.time, self.finish_block, zone, pfn, order, "cpu")
 
     def finish_block(self, t: int, zone: Zone, pfn: int, order: int, driver: str) -> None:

@@ -100,7 +100,9 @@ def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzer
     scheduler would have set."""
     timeline = mm.page_table_lock.timeline
     # -z: the thread bzero()s the page it just faulted, in user space
-    bzero_ns = int(fault.alloc.page_size / fault.alloc.clear_bytes_per_ns) if bzero else 0
+    # (a run of store misses to local memory: the page's own cost, taken the same for every page)
+    memsys = fault.memsys
+    bzero_ns = memsys.store_run_ns(cpu.node, cpu.node, memsys.lines_per_page) if bzero else 0
     batch = FaultBatch(fault, bzero_ns) if shortcuts.enabled() else None
     i = 0
     while i < npages:
@@ -177,7 +179,7 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
 def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> None:
     """One repetition: a fresh task faults its pages from its threads, then
     its leader exits and frees them all."""
-    mm = MMStruct("pft", machine.timeline, machine.cost, machine.distance)
+    mm = MMStruct("pft", machine.timeline, machine.memsys.transfer)
     machine.claim_cpus(cpus, mm)
     mm.nodes_run.update(cpu.node for cpu in cpus)
     failed: list[int] = []

@@ -1,7 +1,7 @@
 """Machine profiles: the data that describes an emulated machine.
 
 A profile is a TOML file with the tables ``[machine]``, ``[cpu]``,
-``[cache]``, ``[cost]`` and ``[bte]``. Every parameter is written
+``[cache]``, ``[memory]``, ``[cost]`` and ``[bte]``. Every parameter is written
 ``name = { value = ..., source = "..." }`` so that the place a number comes
 from (a hardware fact, a kernel constant, or a fit to a named measurement)
 travels with the number.  A profile may ``inherit`` another one and override
@@ -28,7 +28,7 @@ from ..lib.cmdline import memparse
 
 PROFILE_DIR = Path(__file__).parent
 DEFAULT_PROFILE = "altix-8"
-SECTIONS = ("machine", "cpu", "cost", "bte")
+SECTIONS = ("machine", "cpu", "memory", "cost", "bte")
 ARCHES = ("ia64", "x86_64", "i386")
 
 # Every parameter a profile must end up with (after inheritance), and its type.
@@ -42,15 +42,19 @@ REQUIRED = {
         "arch": str, "vendor": str, "family": int, "model": int, "model_name": str, "stepping": int,
         "features": str, "bogomips": float, "cores_per_package": int, "nr_cpus_config": int,
     },
+    # the memory hardware (vmemu.arch.memsys): what a line access costs
+    "memory": {
+        "hit_ns": int, "latency_ns": int, "transfer_ns": int, "transfer_remote_ns": int,
+        "transfer_router_ns": int, "mlp": int,
+        "bus_bytes_per_ns": float, "link_bytes_per_ns": float, "efficiency": float,
+        "write_allocate": bool,
+    },
+    # the kernel's own work: CPU time of code paths, besides their memory accesses
     "cost": {
         "fault_entry_ns": int, "pte_lock_ns": int, "zone_lock_ns": int,
         "rmqueue_block_ns": int, "free_block_ns": int, "coalesce_step_ns": int,
-        "pcp_op_ns": int, "clear_bytes_per_ns": float, "mem_bw_bytes_per_ns": float,
-        "cacheline_hit_ns": int, "cacheline_miss_ns": int, "user_per_page_ns": int,
-        "exit_per_page_ns": int, "clear_remote_bytes_per_ns": float,
-        "cacheline_miss_remote_ns": int, "exit_remote_per_page_ns": int,
-        "lock_bounce_local_ns": int, "lock_bounce_remote_ns": int, "lock_bounce_router_ns": int,
-        "exit_tlb_purge_per_page_ns": int,
+        "pcp_op_ns": int, "user_per_page_ns": int, "exit_per_page_ns": int,
+        "exit_lines": int, "exit_tlb_purge_per_page_ns": int,
     },
     "bte": {
         "engines_per_node": int, "rate_bytes_per_ns": float, "setup_ns": int,
@@ -126,6 +130,7 @@ class Profile:
     machine: dict
     cost: dict
     bte: dict
+    memory: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)   # "section.key" -> source text
     path: str = ""
 
@@ -232,6 +237,7 @@ def _merge(base: Profile | None, raw: dict, path: Path) -> Profile:
         if base else {"cpu": {}, "cache": {}},
         cost=dict(base.cost) if base else {},
         bte=dict(base.bte) if base else {},
+        memory=dict(base.memory) if base else {},
         sources=dict(base.sources) if base else {},
         path=str(path),
     )
@@ -274,6 +280,7 @@ def _check(prof: Profile) -> None:
     if arch == "i386":
         _check_i386_bugs(prof)
     _check_machine(prof)
+    _check_memory(prof)
     _check_cpus(prof)
     zone_layout(prof)   # raises on a bad zone list
 
@@ -292,10 +299,19 @@ def _check_keys(prof: Profile, section: str, keys: dict) -> None:
         value = values[key]
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             values[key] = value = float(value)
-        if not isinstance(value, typ) or isinstance(value, bool):
+        if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
             raise ProfileError(f"{prof.path}: [{section}] {key} must be {typ.__name__}, got {value!r}")
         if typ in (int, float) and not 0 <= value < math.inf:
             raise ProfileError(f"{prof.path}: [{section}] {key} must be a finite number >= 0, got {value!r}")
+
+
+def _check_memory(prof: Profile) -> None:
+    mem = prof.memory
+    for key in ("mlp", "latency_ns", "bus_bytes_per_ns"):
+        if mem[key] <= 0:
+            raise ProfileError(f"{prof.path}: [memory] {key} must be > 0, got {mem[key]!r}")
+    if not 0 < mem["efficiency"] <= 1:
+        raise ProfileError(f"{prof.path}: [memory] efficiency must be in (0, 1], got {mem['efficiency']!r}")
 
 
 def _check_machine(prof: Profile) -> None:
@@ -314,9 +330,6 @@ def _check_machine(prof: Profile) -> None:
         raise ProfileError(f"{prof.path}: cache_line must be a power of two that divides page_size")
     if parse_size(m["node_memory"]) > MAX_NODE_MEMORY:
         raise ProfileError(f"{prof.path}: node_memory {m['node_memory']} is more than 1 PiB")
-    for key in ("clear_bytes_per_ns", "mem_bw_bytes_per_ns"):
-        if prof.cost[key] <= 0:
-            raise ProfileError(f"{prof.path}: [cost] {key} must be positive")
 
 
 def _check_cpus(prof: Profile) -> None:

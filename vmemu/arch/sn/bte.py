@@ -98,6 +98,7 @@ class BteEngine:
             self.m.events.schedule(t + p["timeout_ns"], self.timed_out)
             return
         length = self.m.page_size << order
+        self.m.memsys.invalidate(pfn, 1 << order)     # it writes memory: no cache keeps the old lines
         end = self.m.buses[zone.node].transfer(t + p["setup_ns"], length, p["rate_bytes_per_ns"], "bte")
         self.busy_ns += end - t
         self.m.events.schedule(end, self.complete, BTE_SUCCESS if fault is None else self.error_code)
