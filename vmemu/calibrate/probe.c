@@ -197,6 +197,20 @@ static void mode_clear(const struct opts *o)
 
 /* -- chase ------------------------------------------------------------- */
 
+/* a[0..n) = 0..n-1 in a random order (Fisher-Yates). */
+static void identity_shuffled(uint32_t *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		a[i] = i;
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = rnd() % (i + 1);
+		uint32_t t = a[i];
+
+		a[i] = a[j];
+		a[j] = t;
+	}
+}
+
 /* The lines of p linked into one cycle in a random order; order[i] is the
  * i-th line of the cycle (so K chains can start evenly spaced on it). */
 static uint32_t *link_cycle(char *p, size_t n, size_t line)
@@ -205,15 +219,7 @@ static uint32_t *link_cycle(char *p, size_t n, size_t line)
 
 	if (!order)
 		die("malloc");
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = rnd() % (i + 1);
-		uint32_t t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
+	identity_shuffled(order, n);
 	for (size_t i = 0; i < n; i++)
 		*(char **)(p + order[i] * line) = p + order[(i + 1) % n] * line;
 	return order;
@@ -314,15 +320,7 @@ static void mode_run(const struct opts *o)
 	pin(o->cpus[0]);
 	p = buffer(o->bytes, 1, o->node);
 	evict = buffer(o->bytes / 2, 1, o->node);
-	for (size_t i = 0; i < n; i++)
-		pages[i] = i;
-	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = rnd() % (i + 1);
-		uint32_t t = pages[i];
-
-		pages[i] = pages[j];
-		pages[j] = t;
-	}
+	identity_shuffled(pages, n);
 	for (int i = 0; i < o->nlist; i++)
 		printf("lines=%d ns_per_page=%.3f\n", o->list[i], run_of_lines(o, p, evict, pages, n, o->list[i]));
 	free(pages);
@@ -389,15 +387,7 @@ static void mode_alloc(const struct opts *o)
 		die("malloc");
 	pin(o->cpus[0]);
 	p = buffer(o->bytes, 0, o->node);
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = rnd() % (i + 1);
-		uint32_t t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
+	identity_shuffled(order, n);
 	load_lines(o, p, order, n);
 	printf("cached_ns=%.3f\n", load_lines(o, p, order, n));
 	printf("flushed_ns=%.3f\n", after_writes(o, p, order, n, "none"));
