@@ -302,3 +302,48 @@ def test_fields_outside_the_schema_are_refused(saved, tmp_path, edit, message):
     bad.write_bytes(f"{MAGIC} {VERSION} {len(raw)} sha256:{hashlib.sha256(raw).hexdigest()}\n".encode() + raw)
     with pytest.raises(StateError, match=message):
         load_state(str(bad))
+
+
+def _as_version_2(path, name=None):
+    """Rewrite a saved file as version 2 wrote it: no caches, no [memory], each
+    lock's line by its last taker; ``name`` renames the profile."""
+    head, _, body = open(path, "rb").read().partition(b"\n")
+    s = json.loads(body)
+    del s["memsys"], s["profile"]["memory"]
+    if name:
+        s["profile"]["name"] = name
+    for z in s["zones"]:
+        takes = z["lock"].pop("takes")
+        z["lock"]["last_cpu"] = takes[-1][1] if takes else None
+    body = json.dumps(s).encode()
+    with open(path, "wb") as f:
+        f.write(f"{MAGIC} 2 {len(body)} sha256:{hashlib.sha256(body).hexdigest()}\n".encode() + body)
+
+
+def test_version_2_file_is_migrated_with_empty_caches(tmp_path):
+    m = altix()
+    workload(m, 3, steps=50)
+    path = str(tmp_path / "v2.state")
+    save_state(m, path)
+    _as_version_2(path)
+    r = load_state(path)
+    try:
+        assert free_lists(r) == free_lists(m) and r.memsys.where == {}
+        assert r.profile.memory == m.profile.memory
+        assert [z.lock.last_cpu for z in r.zones] == [z.lock.last_cpu and r.cpus[z.lock.last_cpu.id]
+                                                       for z in m.zones]
+        pft.run_job(r, 4 << 20, threads=2)           # and it goes on
+    finally:
+        r.close()
+        m.close()
+
+
+def test_version_2_file_of_an_unshipped_profile_is_refused_with_one_line(tmp_path):
+    m = altix()
+    path = str(tmp_path / "v2.state")
+    save_state(m, path)
+    m.close()
+    _as_version_2(path, name="my-altix")
+    with pytest.raises(StateError) as e:
+        load_state(path)
+    assert "\n" not in str(e.value) and "predate" in str(e.value) and "my-altix" in str(e.value)
