@@ -1,3 +1,4 @@
+import pytest
 """The Altix BTE zero driver: eligibility, engines, NOTAVAIL, injected errors and hangs."""
 
 import errno
@@ -84,6 +85,7 @@ def test_hang_times_out_after_40s_retries_and_never_blocks_allocation():
     assert not e0.busy and m.zones[0].scrub_inflight == 0
 
 
+@pytest.mark.slow
 def test_fault_heavy_run_with_injected_errors_and_hangs():
     m, rows = run_with_faults(seed=5)
     t = m.bte.totals()
@@ -100,6 +102,7 @@ def test_fault_heavy_run_with_injected_errors_and_hangs():
     assert m.free_pages() + sum(z.pcp_pages() for z in m.zones) == m.total_pages
 
 
+@pytest.mark.slow
 def test_determinism_with_injected_faults():
     a, rows_a = run_with_faults(seed=11)
     b, rows_b = run_with_faults(seed=11)

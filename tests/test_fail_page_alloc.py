@@ -407,6 +407,7 @@ def oracle_u64(data):
 @given(st.lists(st.sampled_from(
     [b"0", b"1", b"7", b"8", b"9", b"a", b"F", b"x", b"+", b"-", b"\n", b" ",
      b"\0", b"99999999999", b"ffffffff"]), max_size=8).map(b"".join))
+@pytest.mark.slow
 def test_unsigned_write_matches_oracle(data):
     f = FailPageAlloc()
     f.probability = 5

@@ -303,6 +303,7 @@ def test_a_write_at_an_offset_to_fault_runs_the_job(mounted):
 
 # -- 7. the README's session is what one gets ---------------------------------------------
 
+@pytest.mark.slow
 def test_readme_session_figures(fresh_mountpoint):
     """The README's session, on the same profile (no host memory: the figures
     do not depend on it), gives the rows and lines the README shows."""

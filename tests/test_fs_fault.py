@@ -61,6 +61,7 @@ def test_key_value_words(mounted):
     assert vmstat(mounted)["pgfault"] - before == 1024 + 48
 
 
+@pytest.mark.slow
 def test_gb_column(mounted):
     assert fault(mounted, "bytes=1G threads=2").returncode == 0
     assert last_row(mounted) == [1, 1, 2]

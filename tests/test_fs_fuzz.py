@@ -185,6 +185,7 @@ def fuzz(mp, profile):
 
 @pytest.mark.parametrize("profile, args", [("x86-64", ()),
                                            pytest.param("altix-8", ("--backing", "none"), marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_hostile_input_to_every_writable_file(profile, args, capsys):
     with mounting(profile, *args) as mp:
         fuzz(mp, profile)

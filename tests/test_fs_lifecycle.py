@@ -64,6 +64,7 @@ def test_missing_dev_fuse_is_one_line(monkeypatch):
         load_fuse()
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_stale_mount_and_mount_again_works(fresh_mountpoint):
     mp = fresh_mountpoint
     vmemu("mount", mp)
@@ -119,6 +120,7 @@ def test_failing_request_does_not_kill_daemon(mounted):
     assert read(mounted, "proc/loadavg")
 
 
+@pytest.mark.slow
 def test_benchmark_runs(mounted):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks/control_plane.py"), mounted,
                         "--seconds", "0.2"], capture_output=True, text=True, timeout=120)

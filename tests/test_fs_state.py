@@ -126,6 +126,7 @@ def kill_and_clear(mp):
     return p.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_survives_sigkill(fresh_mountpoint, state_file):
     mp = fresh_mountpoint
     vmemu("mount", mp, *MOUNT, "--state", state_file, "--checkpoint", "0.5")

@@ -285,6 +285,7 @@ def run(cmd: str) -> None:
     assert p.returncode == 0, (cmd, p.stderr)
 
 
+@pytest.mark.slow
 def test_a_daemon_gives_zeroed_memory_back():
     with mounting("x86-64") as mp:
         pid = daemon_pid(mp)
@@ -333,6 +334,7 @@ def test_a_byte_planted_in_a_daemons_zeroed_page_is_caught(tmp_path):
             assert f.read().count("ZERO GUARANTEE VIOLATED") == zeroed
 
 
+@pytest.mark.slow
 def test_a_restored_daemon_holds_no_memory_for_its_zeroed_pages(fresh_mountpoint, tmp_path):
     state = str(tmp_path / "x86.state")
     mount = ("mount", fresh_mountpoint, "--profile", "x86-64", "--speed", "max", "--state", state)

@@ -121,6 +121,7 @@ def test_the_charge_is_kscrubds_time_for_the_pages_taken():
         m.close()
 
 
+@pytest.mark.slow
 def test_the_timeline_drains_and_refills():
     """-r 3 prezero: zeroed memory runs out during a repetition and kscrubd
     refills it between repetitions."""
@@ -135,6 +136,7 @@ def test_the_timeline_drains_and_refills():
     assert all(0 <= s[f"cpu{c}_busy"] <= 1 for s in r.samples for c in range(8))
 
 
+@pytest.mark.slow
 def test_timeline_csv_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     csv, png = tmp_path / "t.csv", tmp_path / "p.png"

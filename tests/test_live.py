@@ -72,6 +72,7 @@ def test_a_paced_job_takes_its_virtual_time(mount_profile):
     assert wall_row > 0.2 and wall >= wall_row
 
 
+@pytest.mark.slow
 def test_a_job_the_host_cannot_keep_up_with_says_so(mount_profile):
     mp = mount_profile("altix-8", "--backing", "none", "--speed", "1000000")
     # two threads take turns at every fault: well over 100 ms of host time on any host

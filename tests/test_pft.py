@@ -58,6 +58,7 @@ def test_csv_and_json_formats():
     assert rows[0]["threads"] == 2 and rows[0]["pages"] == 8192 and rows[0]["fault_wsec"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_table_different_kernel_differs():
     args = ("-b", str(48 << 20), "-r", "2", "-f", "1,2", "--profile", "x86-64", "--backing", "none")
     assert run(*args).stdout == run(*args).stdout

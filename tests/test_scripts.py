@@ -1,3 +1,4 @@
+import pytest
 """The shell scripts users run: demo.sh and pft.sh run clean against a real mount."""
 
 import os
@@ -7,6 +8,7 @@ from conftest import mounting, sh
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_demo_runs_clean():
     with mounting("x86-64") as mp:
         r = sh(f"sh {ROOT}/scripts/demo.sh {mp}", timeout=300)
@@ -16,6 +18,7 @@ def test_demo_runs_clean():
         assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_pft_script_prints_the_eight_rows():
     with mounting("altix-8", "--backing", "none", "--speed", "50") as mp:
         r = sh(f"PFT_BYTES=32M sh {ROOT}/scripts/pft.sh {mp}", timeout=600)

@@ -177,6 +177,7 @@ def test_rows_in_grid_order_whatever_the_number_of_processes(tmp_path):
     assert ",".join(rows[7][4:]) == pft.stdout.splitlines()[1]
 
 
+@pytest.mark.slow
 def test_json_holds_the_same_rows(tmp_path):
     path, out = spec(tmp_path, TINY), tmp_path / "out.json"
     sweep(path, "--out", out, "-j", "2")

@@ -309,6 +309,7 @@ PIECES = [b" ", b"\t", b"\n", b"\r", b"\v", b"\xa0", b"\0", b"-", b"+", b"0",
     st.binary(max_size=30),
     st.lists(st.sampled_from(PIECES), max_size=10).map(b"".join),
 ))
+@pytest.mark.slow
 def test_write_matches_oracle(data):
     s = IntSysctl("x", START)
     expected = oracle(data)
