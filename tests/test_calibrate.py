@@ -349,3 +349,11 @@ def test_calibrate_measures_and_writes_a_profile(cache, tmp_path):
     assert raw["memory"]["latency_ns"]["value"] > raw["memory"]["hit_ns"]["value"] > 0
     assert raw["cost"]["fault_entry_ns"]["value"] > 0
     load_written(str(out))
+
+
+def test_the_fault_and_exit_are_measured_net_of_what_the_model_adds():
+    from vmemu.calibrate.measure import net_of_model
+    prims = {"latency_ns": (100.0, "chase"), "fault_entry_ns": (1000.0, "pft"), "exit_per_page_ns": (300.0, "munmap")}
+    net_of_model(prims, {"pte_lock_ns": 60, "pcp_op_ns": 20, "exit_lines": 2})
+    assert prims["fault_entry_ns"][0] == 860 and prims["exit_per_page_ns"][0] == 100
+    assert "less 140 ns" in prims["fault_entry_ns"][1] and "less 200 ns" in prims["exit_per_page_ns"][1]

@@ -235,7 +235,7 @@ STEPS = [("clear bandwidth", step_clear), ("memory bandwidth", step_bus),
          ("write allocation", step_alloc), ("cache-line transfers", step_transfer), ("the fault path", step_fault)]
 
 
-def measure(host: Host, progress=None) -> dict:
+def measure(host: Host, progress=None, model_cost: dict | None = None) -> dict:
     """Every primitive of this host: name -> (value, how)."""
     from ..mm.memory import host_bytes_available
     sizes = Sizes.of(host, host_bytes_available())
@@ -250,7 +250,22 @@ def measure(host: Host, progress=None) -> dict:
         step(host, sizes, prims)
     if len(host.nodes) == 1:
         prims["link_bytes_per_ns"] = (0.0, "one node: no interconnect")
+    if model_cost is not None and "fault_entry_ns" in prims:
+        net_of_model(prims, model_cost)
     return prims
+
+
+def net_of_model(prims: dict, cost: dict) -> None:
+    """The fault's and the exit's measured costs less what the model adds of
+    its own (``cost``: the profile the calibrated one inherits): its
+    page_table_lock holds and per-CPU list work in a fault, the exit's loads
+    of exit_lines lines at memory latency."""
+    kernel = 2 * cost["pte_lock_ns"] + cost["pcp_op_ns"]
+    loads = cost["exit_lines"] * prims["latency_ns"][0]
+    for key, less, what in (("fault_entry_ns", kernel, "the page_table_lock and per-CPU list work the model adds"),
+                            ("exit_per_page_ns", loads, "the lines the model's exit loads at memory latency")):
+        value, how = prims[key]
+        prims[key] = (max(value - less, 0), f"{how}; less {less:.0f} ns of {what}")
 
 
 def build_programs() -> None:
