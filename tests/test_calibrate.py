@@ -23,7 +23,7 @@ from vmemu.calibrate.host import CacheLeaf, Host, Node, parse_cpulist, parse_siz
 from vmemu.hostpft import build
 from vmemu.hostpft.run import HostError, HostResult, parse_row
 from vmemu.pft.job import JobResult
-from vmemu.profiles import ProfileError, load_profile
+from vmemu.profiles import load_profile
 
 DAY = "2025-01-02"
 STAMP = f"measured by calibrate on testhost, {DAY}: "
@@ -66,13 +66,8 @@ def written(tmp_path, host=None, prims=PRIMS, base="x86-64") -> str:
 
 
 def load_written(path: str):
-    """The written profile, loaded; a skip while the loader rejects its [memory] table."""
-    try:
-        return load_profile(path)
-    except ProfileError as e:
-        if "memory" in str(e):
-            pytest.skip(f"the profile loader does not take the [memory] table yet: {e}")
-        raise
+    """The written profile, loaded (with its [memory] table)."""
+    return load_profile(path)
 
 
 # -- the profile writer ------------------------------------------------------------
