@@ -105,11 +105,6 @@ class MemorySystem:
         since = self.clock[group] - entry // (self.lines_per_page + 1)
         return max(0, min(lines, self.capacity - since))
 
-    def any_cached(self, cpu: int, pfns) -> bool:
-        """Whether any of these pages has lines in this CPU's cache."""
-        get = self.where.get
-        return any(get(p) is not None and self.cached_lines(cpu, p) for p in pfns)
-
     def scrubbed_lines(self, cpu: int) -> bool:
         """Whether this CPU's cache may still hold lines kscrubd cleared on
         it (free zeroed pages: a fault taking one finds some lines cached)."""

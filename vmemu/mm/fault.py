@@ -101,7 +101,7 @@ class FaultPath:
     def touch_series_ns(self, cpu: CPU, node: int, cleared: bool) -> int:
         """touch_ns for each page of a fault series: pages this CPU cleared
         (all cached), or pages none of whose lines it holds (the series
-        checks that with MemorySystem.any_cached)."""
+        runs only while MemorySystem.scrubbed_lines says none can be)."""
         lines = self.cachelines
         memsys = self.memsys
         own = lines * memsys.hit_ns if cleared else memsys.store_run_ns(cpu.node, node, lines)
