@@ -53,12 +53,22 @@ class MemorySystem:
         self.scrubbed = [-llc_lines] * self.groups   # its clock after kscrubd last cleared on its CPUs
         self.where: dict[int, int] = {}       # pfn -> packed entry (the class comment)
         self._prune_above = 4 * self.groups * max(1, llc_lines // self.lines_per_page) + 4096
+        # host side: the costs above are pure functions of the facts, asked
+        # every fault; computed once (per node pair, per run length)
+        nodes = range(len(distance))
+        self._line_ns = [[self._per_line(a, b) for b in nodes] for a in nodes]
+        self._runs: dict[tuple[int, int, int], int] = {}
+        self._clear_rate = [[self.page_traffic() / max(1, self.store_run_ns(a, b, self.lines_per_page))
+                             for b in nodes] for a in nodes]
 
     # -- costs -----------------------------------------------------------------
 
     def line_ns(self, cpu_node: int, mem_node: int) -> float:
         """Time per line of a long run of store misses by one CPU (mlp of
         them in flight, the bus to itself)."""
+        return self._line_ns[cpu_node][mem_node]
+
+    def _per_line(self, cpu_node: int, mem_node: int) -> float:
         per_line = max(self.latency[cpu_node][mem_node] / self.mlp, self.store_traffic / self.bus_bytes_per_ns)
         if cpu_node != mem_node and self.link_bytes_per_ns:
             per_line = max(per_line, self.line / self.link_bytes_per_ns)
@@ -71,14 +81,18 @@ class MemorySystem:
         comes after the latency, the next ones a line time apart)."""
         if misses <= self.mlp:
             return misses * self.hit_ns
-        lat = self.latency[cpu_node][mem_node]
-        return max(misses * self.hit_ns,
-                   int(lat + (misses - 1 - self.mlp) * self.line_ns(cpu_node, mem_node) + 0.5))
+        key = (cpu_node, mem_node, misses)
+        ns = self._runs.get(key)
+        if ns is None:
+            lat = self.latency[cpu_node][mem_node]
+            ns = self._runs[key] = max(misses * self.hit_ns,
+                                       int(lat + (misses - 1 - self.mlp) * self.line_ns(cpu_node, mem_node) + 0.5))
+        return ns
 
     def clear_rate(self, cpu_node: int, mem_node: int) -> float:
         """Bus bytes per ns of a CPU clearing whole pages of mem_node's
         memory (clear_page: a run of store misses; MemoryBus may give less)."""
-        return self.page_traffic() / max(1, self.store_run_ns(cpu_node, mem_node, self.lines_per_page))
+        return self._clear_rate[cpu_node][mem_node]
 
     def page_traffic(self) -> int:
         """Bus bytes of a CPU clearing one page."""
@@ -115,13 +129,17 @@ class MemorySystem:
         """The CPU wrote the first ``lines`` lines of the pages in ``runs``
         ((first pfn, count) each, in order): now in its cache, most recent
         last, and in no other.  ``kscrubd``: clearing free pages."""
+        if lines <= 0:
+            return
         group = self.cpu_group[cpu]
         per_page = self.lines_per_page + 1
         step = lines * per_page * self.groups
-        if lines <= 0:
-            return
         keep = max(1, self.capacity // lines)
         for first, n in runs:
+            if n == 1:                         # a fault's page: one entry (the arithmetic below, for one)
+                clock = self.clock[group] = self.clock[group] + lines
+                self.where[first] = (clock * per_page + lines) * self.groups + group
+                continue
             if n > keep:                       # the early ones are out of the cache again already
                 self.invalidate(first, n - keep)
                 self.clock[group] += (n - keep) * lines

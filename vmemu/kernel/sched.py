@@ -193,24 +193,31 @@ class SpinLock:
         Taking the lock's line from the CPU that had it last (in virtual
         time) is a latency the acquirer pays before it can try."""
         t = cpu.time
-        owner = self.owner_at(t)
+        takes = self._takes
+        if takes and takes[-1] <= t:              # the usual case: the latest take is the owner
+            owner = self._takers[-1]
+        else:
+            i = bisect_right(takes, t)
+            owner = self._takers[i - 1] if i else None
         move = 0
-        if owner is not None and owner is not cpu and self.bounce_ns is not None:
+        if owner is not cpu and owner is not None and self.bounce_ns is not None:
             move = self.bounce_ns[owner.node][cpu.node]
             self.bounces += 1
         self.acquired += 1
+        if hold_ns <= 0:                          # an atomic: only the line
+            if move:
+                self._charge_move(cpu, move)
+            self._took(cpu.time, cpu)
+            return
         ends = self._ends
         if len(ends) > self._prune_at:
             self._prune(t)
             ends = self._ends
-        if hold_ns <= 0 or not ends or ends[-1] <= t + move:     # uncontended, the usual case
+        if not ends or ends[-1] <= t + move:      # uncontended, the usual case
             if move:
-                cpu.time = t = t + move
-                cpu.system_ns += move
-                cpu.ledger[self.transfer] += move
-            self._took(t, cpu)
-            if hold_ns > 0:
-                self._book(cpu, len(ends), t, hold_ns)
+                self._charge_move(cpu, move)
+            self._took(t + move, cpu)
+            self._book(cpu, len(ends), t + move, hold_ns)
             return
         i, begin = self._gap(t + move, hold_ns)
         cpu.ledger[self.transfer] += move
@@ -220,6 +227,12 @@ class SpinLock:
             cpu.ledger[self.spin] += begin - t - move
         self._took(begin, cpu)
         self._book(cpu, i, begin, hold_ns)
+
+    def _charge_move(self, cpu: CPU, move: int) -> None:
+        """The line's transfer to an acquirer that then never waits."""
+        cpu.time += move
+        cpu.system_ns += move
+        cpu.ledger[self.transfer] += move
 
     def _gap(self, t: int, span: int) -> tuple[int, int]:
         """The first gap of ``span`` ns at or after t between booked holds:
