@@ -180,8 +180,8 @@ def test_pfn_runs():
 # -- the memory bus ---------------------------------------------------------------
 
 def answers(bus: MemoryBus, times) -> list:
-    """What the bus tells later requests: transfers in flight, and how long one would be alone."""
-    return [(bus.in_flight(t), bus.alone_until(t)) for t in times]
+    """What the bus tells later requests: transfers in flight, and how long that number holds."""
+    return [(bus.in_flight(t), bus.steady(t)) for t in times]
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -214,7 +214,7 @@ def test_a_transfer_series_is_one_transfer_per_page(seed):
         bus.timeline.running = True           # requests out of time order: nothing is pruned
         for s, e in others:
             bus.transfer(s, 4096 * (e - s), 4096, "task")      # 4096 bytes/ns: lasts e - s
-    assert a.alone_until(first) > last
+    assert a.steady(first)[1] > last
     rate = 4096 / duration
     for start, _step_start in calls:
         assert a.transfer(start, 4096, rate, "task") == start + duration
@@ -225,15 +225,44 @@ def test_a_transfer_series_is_one_transfer_per_page(seed):
     assert (a.bytes, a.busy_ns, a.shared) == (b.bytes, b.busy_ns, b.shared)
 
 
-def test_alone_until_and_in_flight():
+def test_steady_and_in_flight():
     bus = MemoryBus(1.0, Timeline())
-    assert bus.alone_until(100) == NEVER
+    assert bus.steady(100) == (0, NEVER)
     for start, end in ((10, 50), (200, 300), (150, 160)):
         bus.transfer(start, end - start, 1.0, "task")
-    assert bus.alone_until(100) == 150
-    assert bus.alone_until(40) == 40          # (10, 50) is in flight at 40
-    assert bus.alone_until(50) == 150
+    assert bus.steady(100) == (0, 150)
+    assert bus.steady(40) == (1, 50)          # (10, 50) is in flight at 40
+    assert bus.steady(50) == (0, 150)
+    assert bus.steady(155) == (1, 160)
     assert [bus.in_flight(t) for t in (9, 10, 49, 50, 155, 250)] == [0, 1, 1, 0, 1, 1]
     bus.transfer_series([(400, 100, 5)], 10, 1.0, "task")     # 400-410, 500-510, ... 800-810
     assert [bus.in_flight(t) for t in (405, 410, 505, 799, 805, 810)] == [1, 0, 1, 0, 1, 0]
-    assert bus.alone_until(420) == 500 and bus.alone_until(505) == 505 and bus.alone_until(811) == NEVER
+    assert bus.steady(420) == (0, 500) and bus.steady(505) == (1, 510) and bus.steady(811) == (0, NEVER)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_transfer_series_on_a_shared_bus_is_one_transfer_per_page(seed):
+    """A series of clears while other agents' transfers are in flight
+    (kscrubd clearing a block on the same node) books what one transfer()
+    per page books, as long as the number in flight stays what steady
+    says for the series' first start."""
+    rng = random.Random(seed)
+    a, b = MemoryBus(8.0, Timeline()), MemoryBus(8.0, Timeline())
+    others = [(0, rng.randint(20_000, 90_000)) for _ in range(rng.randint(1, 3))]
+    others.append((rng.randint(50_000, 95_000), 200_000))      # one that starts during the series
+    for bus in (a, b):
+        bus.timeline.running = True
+        for s, e in others:
+            bus.transfer(s, 8 * (e - s), 8.0, "kscrubd")
+    first, rate = rng.randint(100, 1000), rng.choice([1.0, 2.0, 6.0])
+    sharing, until = a.steady(first)
+    step = a.duration(4096, rate, sharing) + rng.randint(0, 300)      # each clear done before the next
+    count = max(1, (until - 1 - first) // step + 1)
+    assert sharing >= 1 and first + (count - 1) * step < until
+    ends = [a.transfer(first + i * step, 4096, rate, "task") - (first + i * step) for i in range(count)]
+    assert len(set(ends)) == 1
+    assert b.transfer_series([(first, step, count)], 4096, rate, "task", sharing) == ends[0]
+    probe = sorted({first + i * step + d for i in range(count) for d in (-1, 0, ends[0] - 1, ends[0])} |
+                   {x for s, e in others for x in (s - 1, s, e - 1, e)})
+    assert answers(a, probe) == answers(b, probe)
+    assert (a.bytes, a.busy_ns, a.shared) == (b.bytes, b.busy_ns, b.shared)

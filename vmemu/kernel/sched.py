@@ -405,14 +405,14 @@ class MemoryBus:
         self.busy_by[user] = self.busy_by.get(user, 0) + dur
         return start + dur
 
-    def transfer_series(self, segments, nbytes: int, max_rate: float, user: str) -> int:
+    def transfer_series(self, segments, nbytes: int, max_rate: float, user: str, others: int = 0) -> int:
         """Transfers of nbytes each, ``segments`` of them: (first, step,
         count) starting at first, first + step, ... (a CPU clearing page
-        after page); each alone on the bus (the caller checked alone_until)
-        and done before the next starts.  Returns each one's duration.
-        Segments over before the horizon are counted, never booked (they
-        could only be pruned)."""
-        dur = self.duration(nbytes, max_rate)
+        after page), each done before the next starts and each starting
+        with ``others`` booked transfers in flight (the caller asked
+        steady).  Returns each one's duration.  Segments over before the
+        horizon are counted, never booked (they could only be pruned)."""
+        dur = self.duration(nbytes, max_rate, others)
         if not segments:
             return dur
         horizon = self.timeline.prune_before(segments[0][0])
@@ -422,6 +422,8 @@ class MemoryBus:
         self._series += kept
         self._busy_until = max([self._busy_until] + [f + (c - 1) * st + dur for f, st, c, _ in kept])
         count = sum(count for _, _, count in segments)
+        if others:
+            self.shared += count
         self.bytes += count * nbytes
         self.busy_ns += count * dur
         self.busy_by[user] = self.busy_by.get(user, 0) + count * dur
@@ -432,25 +434,30 @@ class MemoryBus:
         if len(self._series) > self.PRUNE_ABOVE:
             self._series = [s for s in self._series if s[0] + (s[2] - 1) * s[1] + s[3] > horizon]
 
-    def alone_until(self, first: int) -> int:
-        """The time before which transfers starting at or after ``first`` are
-        alone on the bus: the start of the first booked transfer still in
-        flight after first, NEVER if none, first itself if one is in flight
-        at first."""
+    def steady(self, first: int) -> tuple[int, int]:
+        """(booked transfers in flight at ``first``, the time before which
+        that number holds): a transfer starting in between shares the bus
+        with as many as one starting at first.  Where booked transfers of
+        one series overlap each other, the answer is (in flight, first)."""
         if first >= self._busy_until:
-            return NEVER
-        until = NEVER
+            return 0, NEVER
+        n, until = 0, NEVER
         for s0, step, count, dur in self._series:
-            last = s0 + (count - 1) * step
-            if last + dur <= first:
+            if s0 + (count - 1) * step + dur <= first:
                 continue
-            # the first transfer of the series that ends after first
+            if step and count > 1 and step < dur:
+                return self.in_flight(first), first
+            # the series' first transfer that ends after first (all of them when step is 0)
             i = 0 if not step or s0 + dur > first else (first - dur - s0) // step + 1
             s = s0 + i * step
-            s = s if s > first else first
-            if s < until:
-                until = s
-        return until
+            if s <= first:                    # in flight: the count changes when it ends
+                n += 1 if step else count
+                change = s + dur
+            else:
+                change = s
+            if change < until:
+                until = change
+        return n, until
 
     def bookings(self) -> list[tuple[int, int, int, int]]:
         """The series booked that may still share the bus (for a saved machine)."""

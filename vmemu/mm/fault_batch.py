@@ -5,8 +5,9 @@ scheduler would resume next anyway (Timeline.solo_bound: no other task,
 event or load-average tick due first), its next faults can run in one loop
 without the round-trip.  When, besides, they are all served from the same
 zone's same per-CPU list, by an uncontended page_table_lock, and (when
-cleared) on an idle memory bus, every fault is do_anonymous_page with the
-same costs (FaultPath's, PageAllocator's), one step apart, except the one
+cleared) on a memory bus that the same other transfers share throughout
+(MemoryBus.steady), every fault is do_anonymous_page with the same costs
+(FaultPath's, PageAllocator's), one step apart, except the one
 that finds the list at its low mark: it refills it first (rmqueue_bulk,
 the allocator's own) under the zone lock, which delays it and the rest by
 the lock's hold.  FaultBatch does such faults k at a time: the list's pops,
@@ -99,12 +100,13 @@ class _Series:
         self.lead = self.fe + self.pte + alloc.pcp_op_ns      # a fault's start to its refill or clear
         self.t = cpu.time
         self.until = self.refill_until = bound
-        self.clear_ns = 0
+        self.clear_ns = self.sharing = 0
         self.hold_max = alloc.bulk_hold_ns(self.pcp.batch, self.pcp.batch * zone.max_order)
         if not zero:
-            bus = alloc.buses[zone.node]
-            self.clear_ns = alloc.clear_alone_ns(cpu, zone)
-            free = bus.alone_until(self.t + self.lead) - self.lead     # faults starting before: clears alone
+            # the clears of faults starting before ``free`` share the bus with the same transfers
+            self.sharing, steady = alloc.buses[zone.node].steady(self.t + self.lead)
+            self.clear_ns = alloc.clear_page_ns(cpu, zone, self.sharing)
+            free = steady - self.lead
             self.until = min(bound, free)
             self.refill_until = min(bound, free - self.hold_max)
         self.sys_each = self.fe + 2 * self.pte + alloc.pcp_op_ns + self.clear_ns
@@ -262,7 +264,7 @@ class _Series:
             alloc.fail_page_alloc.cannot_fail_calls(k)
         alloc.account_alloc(zone, cpu, self.preferred, 0, k)
         alloc.cpu_stat[cpu.id]["pgfault"] += k
-        alloc.prep_zero_page(cpu, zone, runs, self.zero, self.fault.later, self.clears)
+        alloc.prep_zero_page(cpu, zone, runs, self.zero, self.fault.later, self.clears, sharing=self.sharing)
         if self.zero:                         # the touches brought their lines into this CPU's cache
             self.fault.memsys.wrote(cpu.id, runs, self.fault.cachelines)
 

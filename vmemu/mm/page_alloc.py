@@ -367,14 +367,15 @@ class PageAllocator:
             state[idx + 1: idx + (1 << order)] = tail_run(order)
 
     def prep_zero_page(self, cpu: CPU, zone: Zone, runs: list[tuple[int, int]], zeroed: bool,
-                       later=None, times: list[tuple[int, int, int]] | None = None, order: int = 0) -> None:
+                       later=None, times: list[tuple[int, int, int]] | None = None, order: int = 0,
+                       sharing: int = 0) -> None:
         """__GFP_ZERO's promise for cpu's allocations of 2^order pages from
         zone, whose pages are ``runs`` ((first pfn, pages) each): each reads
         as zero.  Unless ``zeroed`` the CPU clears them: the clear's time on
         the node's bus is booked at cpu.time and charged to cpu, or, for a
         fault series, ``times`` gives the clears' starts as (first, step,
-        count) segments, each clear alone on the bus, and the caller charges
-        the CPU.  Counted; the real bytes are cleared and checked now, or by
+        count) segments, each with ``sharing`` other transfers on the bus,
+        and the caller charges the CPU.  Counted; the real bytes are cleared and checked now, or by
         ``later`` (vmemu.mm.deferred: host-side, with the same effect)."""
         pages = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
         allocs = pages >> order
@@ -389,7 +390,7 @@ class PageAllocator:
                 self.clear_time(cpu, zone, pages)
             else:
                 self.buses[zone.node].transfer_series(times, self.memsys.page_traffic(),
-                                                      self.clear_rate(cpu, zone), "task")
+                                                      self.clear_rate(cpu, zone), "task", sharing)
             self.memsys.wrote(cpu.id, runs, self.memsys.lines_per_page)      # the cleared page is cached
             stat["prezero_alloc_cleared"] += allocs
             zstat["prezero_alloc_cleared"] += allocs
@@ -412,9 +413,9 @@ class PageAllocator:
         a run of store misses, MemorySystem.clear_rate)."""
         return self.memsys.clear_rate(cpu.node, zone.node)
 
-    def clear_alone_ns(self, cpu: CPU, zone: Zone) -> int:
-        """One page's clear by this CPU with the bus to itself."""
-        return self.buses[zone.node].duration(self.memsys.page_traffic(), self.clear_rate(cpu, zone))
+    def clear_page_ns(self, cpu: CPU, zone: Zone, others: int = 0) -> int:
+        """One page's clear by this CPU with ``others`` transfers on the bus."""
+        return self.buses[zone.node].duration(self.memsys.page_traffic(), self.clear_rate(cpu, zone), others)
 
     def clear_time(self, cpu: CPU, zone: Zone, npages: int, user: str = "task") -> None:
         """The CPU's time clearing npages of zone: their traffic over the
