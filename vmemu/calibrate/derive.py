@@ -8,9 +8,10 @@ kernel does (rep stosb on ERMS CPUs), measured as a time a page.  Written
 raw, the measured figures would make the model's clear a different time
 from the measured one, so two [memory] values are derived instead:
 
-- ``bus_bytes_per_ns``: the all-CPU clear rate measured, in the model's
-  bytes of bus traffic (bytes cleared x store_traffic / line), so that the
-  model's CPUs clearing together get the measured rate;
+- ``bus_bytes_per_ns``: the all-CPU clear rate measured (or the single-CPU
+  one if larger: both are lower bounds of the bus), in the model's bytes of
+  bus traffic (bytes cleared x store_traffic / line), so that the model's
+  CPUs clearing together get the measured rate;
 - ``mlp``: the store misses in flight that make the model's clear of one
   page, alone on one CPU (the model's own MemorySystem and MemoryBus), take
   the measured single-CPU clear time, the measured latency and bus given.
@@ -21,7 +22,8 @@ one line a page, the same size) with ``fault_entry_ns``,
 ``user_per_page_ns`` and ``exit_per_page_ns`` at 0, and each measured
 time a fault less the model's own for the same part (the fault, the user
 loop, the exit) is the fixed cost.  The model's total for that run is then
-the measured one.  Both are measured primitives made into the model's
+the measured one (when the base's ``exit_lines`` loads at latency_ns alone
+cost more than the measured exit, fewer are written: net_of_model).  Both are measured primitives made into the model's
 inputs: no value is chosen to match a row of the check.
 """
 
