@@ -58,7 +58,7 @@ def calibrated_text(args, progress) -> str:
     from .writer import inherit_ref, profile_text
     base = load(args.base or DEFAULT_BASE, prog="vmemu calibrate --base")
     host = describe()
-    prims = measure(host, progress, base.cost)
+    prims = measure(host, progress, base, inherit_ref(args.base or DEFAULT_BASE, None))
     progress.done()
     return profile_text(host, base, inherit_ref(args.base or DEFAULT_BASE, args.out), prims)
 

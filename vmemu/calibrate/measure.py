@@ -199,20 +199,19 @@ def step_transfer(host: Host, sizes: Sizes, prims: dict) -> None:
 
 
 def step_fault(host: Host, sizes: Sizes, prims: dict) -> None:
+    """The host pft's 1-thread, 1-line row: the fault's system time, the user
+    loop's and the exit's, a fault each (gross: derive.net_of_model takes
+    off what the model adds of its own)."""
     r = fault_row(sizes)
-    clear_ns = host.page_size / prims["clear_bytes_per_ns"][0]
-    hit = prims["hit_ns"][0]
-    fault_sys = (r.system_ns - r.exit_ns) / r.pages
+    run = {"fault": (r.system_ns - r.exit_ns) / r.pages, "user": r.user_ns / r.pages, "exit": r.exit_ns / r.pages,
+           "bytes": sizes.fault}
     where = (f"the host pft (vmemu hostpft -b {mib(sizes.fault)} -f 1 -c 1), the least disturbed of "
              f"{FAULT_REPEATS} runs: {r.pages} faults")
-    prims["fault_entry_ns"] = (max(fault_sys - clear_ns, 0), f"{where}, {fault_sys:.0f} ns of system time a fault "
-                                                               f"outside the exit, less {clear_ns:.0f} ns to clear a "
-                                                               f"{host.page_size}-byte page at the clear rate")
-    prims["exit_per_page_ns"] = (r.exit_ns / r.pages, f"{where}; the munmap at the end took "
-                                                      f"{r.exit_ns / r.pages:.0f} ns a page")
-    user = r.user_ns / r.pages
-    prims["user_per_page_ns"] = (max(user - hit, 0), f"{where}, {user:.0f} ns of user time a fault (getrusage, "
-                                                     f"sampled at the tick) less the touch of a line in cache")
+    prims["fault_run"] = (run, where)
+    prims["fault_entry_ns"] = (run["fault"], f"{where}: {run['fault']:.0f} ns of system time a fault outside the "
+                                             "exit, the page's clear included")
+    prims["user_per_page_ns"] = (run["user"], f"{where}: {run['user']:.0f} ns of user time a fault")
+    prims["exit_per_page_ns"] = (run["exit"], f"{where}: the munmap at the end took {run['exit']:.0f} ns a page")
 
 
 def step_remote(host: Host, sizes: Sizes, prims: dict) -> None:
@@ -235,37 +234,33 @@ STEPS = [("clear bandwidth", step_clear), ("memory bandwidth", step_bus),
          ("write allocation", step_alloc), ("cache-line transfers", step_transfer), ("the fault path", step_fault)]
 
 
-def measure(host: Host, progress=None, model_cost: dict | None = None) -> dict:
-    """Every primitive of this host: name -> (value, how)."""
+def measure(host: Host, progress=None, base=None, base_ref: str | None = None) -> dict:
+    """Every primitive of this host: name -> (value, how), the [memory]
+    values derived from them (vmemu.calibrate.derive); with ``base`` (the
+    profile the calibrated one inherits, named ``base_ref`` in it), the
+    fault path's fixed costs net of what the model adds of its own."""
     from ..mm.memory import host_bytes_available
+    from .derive import derive_memory, step_model
     sizes = Sizes.of(host, host_bytes_available())
     build_programs()                  # a missing compiler is the one line, before any progress
     steps = list(STEPS)
     if len(host.nodes) > 1:
         steps.append(("the interconnect", step_remote))
+    if base is not None:
+        steps.append(("the model's own fault costs", None))
     prims: dict = {}
-    for i, (label, step) in enumerate(steps, 1):
-        if progress:
-            progress(f"measuring {label}", i, len(steps))
-        step(host, sizes, prims)
     if len(host.nodes) == 1:
         prims["link_bytes_per_ns"] = (0.0, "one node: no interconnect")
-    if model_cost is not None and "fault_entry_ns" in prims:
-        net_of_model(prims, model_cost)
+    for i, (label, step) in enumerate(steps, 1):
+        if progress:
+            progress(f"measuring {label}" if step else f"emulating {label}", i, len(steps))
+        if step is None:          # the last step: the model of what was measured and derived
+            step_model(host, base, base_ref or base.name, prims)
+            continue
+        step(host, sizes, prims)
+        if step is step_alloc:    # the clears, latency and write allocation known
+            derive_memory(prims, host)
     return prims
-
-
-def net_of_model(prims: dict, cost: dict) -> None:
-    """The fault's and the exit's measured costs less what the model adds of
-    its own (``cost``: the profile the calibrated one inherits): its
-    page_table_lock holds and per-CPU list work in a fault, the exit's loads
-    of exit_lines lines at memory latency."""
-    kernel = 2 * cost["pte_lock_ns"] + cost["pcp_op_ns"]
-    loads = cost["exit_lines"] * prims["latency_ns"][0]
-    for key, less, what in (("fault_entry_ns", kernel, "the page_table_lock and per-CPU list work the model adds"),
-                            ("exit_per_page_ns", loads, "the lines the model's exit loads at memory latency")):
-        value, how = prims[key]
-        prims[key] = (max(value - less, 0), f"{how}; less {less:.0f} ns of {what}")
 
 
 def build_programs() -> None:

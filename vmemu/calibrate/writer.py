@@ -27,9 +27,11 @@ KEYS = [
     ("memory.bus_bytes_per_ns", "bus_bytes_per_ns", float),  # one node's memory, all its CPUs
     ("memory.link_bytes_per_ns", "link_bytes_per_ns", float),   # interconnect per direction; 0 on one node
     ("memory.write_allocate", "write_allocate", bool),
+    ("memory.efficiency", "efficiency", float),              # 1: bus_bytes_per_ns is a sustained rate
     ("cost.fault_entry_ns", "fault_entry_ns", int),
     ("cost.user_per_page_ns", "user_per_page_ns", int),
     ("cost.exit_per_page_ns", "exit_per_page_ns", int),
+    ("cost.exit_lines", "exit_lines", int),                  # only when fewer than the base's fit the exit
 ]
 SECTION_ORDER = ("machine", "cpu", "cache", "memory", "cost")
 
@@ -48,7 +50,7 @@ def primitive_entries(prims: dict, src, nodes: int) -> dict:
             continue                  # not measured here: the base's value stands
         value, how = prims[name]
         out[key] = (_typed(value, typ), src(how))
-    if "memory.bus_bytes_per_ns" in out:      # measured sustained: none of it is lost on top
+    if "memory.bus_bytes_per_ns" in out and "memory.efficiency" not in out:   # sustained: none of it lost on top
         out["memory.efficiency"] = (1.0, src("bus_bytes_per_ns is the sustained bandwidth measured, so all of it"))
     return out
 

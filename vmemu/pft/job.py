@@ -42,6 +42,7 @@ class JobResult:
     kscrubd_ns: int = 0
     scrubbed_pages: int = 0
     charged_ns: int = 0             # --charge task: background zeroing charged to the task (in system_ns)
+    exit_ns: int = field(default=0, compare=False)   # the task's exits: their system time (in system_ns)
     # the job's window of the ledger (vmemu.kernel.ledger.Ledger)
     ledger: object = field(default=None, repr=False, compare=False)
     samples: list = field(default_factory=list, repr=False, compare=False)   # --timeline
@@ -155,11 +156,12 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
     before = [(c.user_ns, c.system_ns - c.kthread_ns, c.charged_ns) for c in machine.cpus]
     counters, scrub, scrubbed = machine.counters(), machine.scrub.totals(), machine.scrub.pages_zeroed()
     start, window = machine.clock(), ledger.open_window(machine)
+    exit_ns = 0
     if sampler is not None:
         machine.timeline.pacer, machine.timeline.pace_at = sampler, start
     try:
         for _ in range(rep):
-            _repetition(machine, fault, cpus, per_thread, bzero, progress)
+            exit_ns += _repetition(machine, fault, cpus, per_thread, bzero, progress)
     finally:
         if sampler is not None:
             machine.timeline.pacer, machine.timeline.pace_at = None, NEVER
@@ -173,12 +175,12 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
                      cleared=after["prezero_alloc_cleared"] - counters["prezero_alloc_cleared"],
                      kscrubd_ns=machine.scrub.totals()["cpu_ns"] - scrub["cpu_ns"],
                      scrubbed_pages=machine.scrub.pages_zeroed() - scrubbed, charged_ns=charged,
-                     ledger=ledger.close_window(machine, window))
+                     exit_ns=exit_ns, ledger=ledger.close_window(machine, window))
 
 
-def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> None:
+def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> int:
     """One repetition: a fresh task faults its pages from its threads, then
-    its leader exits and frees them all."""
+    its leader exits and frees them all.  Returns the exit's system time."""
     mm = MMStruct("pft", machine.timeline, machine.memsys.transfer)
     machine.claim_cpus(cpus, mm)
     mm.nodes_run.update(cpu.node for cpu in cpus)
@@ -191,7 +193,9 @@ def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bz
         # the other threads are gone; the leader exits and frees everything
         machine.release_cpus(cpus[1:], end)
         leader.time = max(leader.time, end)
+        exiting = leader.system_ns - leader.kthread_ns
         sched.run([(leader, _exit(fault, leader, mm))], machine.timeline, machine.events)
+        exit_ns = leader.system_ns - leader.kthread_ns - exiting
     finally:
         machine.release_cpus(cpus, leader.time)
     machine.now = max(machine.now, leader.time)
@@ -199,6 +203,7 @@ def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bz
     if failed:
         raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "
                                      f"on {machine.profile.name}; every page of the job was freed")
+    return exit_ns
 
 
 SCRUB_DEFAULTS = {"scrub_start": 6, "scrub_stop": 2, "scrub_load": 999}
