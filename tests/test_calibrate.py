@@ -385,7 +385,7 @@ def test_the_written_memory_clears_a_page_in_the_measured_time(tmp_path, clear, 
     m = machine_of(tmp_path, prims)
     try:
         cpu, zone = m.cpus[0], m.alloc.zonelist(0)[0]
-        alone = m.alloc.clear_alone_ns(cpu, zone)
+        alone = m.alloc.clear_page_ns(cpu, zone)
         # two CPUs clearing at once share the node's bus: each at half the measured all-CPU rate
         both = m.buses[0].duration(m.memsys.page_traffic(), m.alloc.clear_rate(cpu, zone), others=1)
     finally:

@@ -23,8 +23,9 @@ one line a page, the same size) with ``fault_entry_ns``,
 time a fault less the model's own for the same part (the fault, the user
 loop, the exit) is the fixed cost.  The model's total for that run is then
 the measured one (when the base's ``exit_lines`` loads at latency_ns alone
-cost more than the measured exit, fewer are written: net_of_model).  Both are measured primitives made into the model's
-inputs: no value is chosen to match a row of the check.
+cost more than the measured exit, fewer are written: net_of_model).  Both
+are measured primitives made into the model's inputs: no value is chosen
+to match a row of the check.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ FIXED = ("fault_entry_ns", "user_per_page_ns", "exit_per_page_ns")
 
 
 def written(value, typ):
-    """A value as the profile holds it (vmemu.calibrate.writer._typed)."""
-    from .writer import _typed
-    return _typed(value, typ)
+    """A value as the profile holds it (vmemu.calibrate.writer.typed)."""
+    from .writer import typed
+    return typed(value, typ)
 
 
 def model_clear_ns(memory: dict, cache_line: int, page_size: int) -> int:
     """The model's time for one CPU clearing one page of its own node's
-    memory with the bus to itself (PerCPUAllocator.clear_alone_ns)."""
+    memory with the bus to itself (PageAllocator.clear_page_ns)."""
     from ..arch.memsys import MemorySystem
     from ..kernel.sched import MemoryBus
     values = {"transfer_ns": 0, "transfer_remote_ns": 0, "transfer_router_ns": 0, "link_bytes_per_ns": 0.0,

@@ -49,13 +49,13 @@ def primitive_entries(prims: dict, src, nodes: int) -> dict:
         if name not in prims or ("remote" in name and nodes == 1):
             continue                  # not measured here: the base's value stands
         value, how = prims[name]
-        out[key] = (_typed(value, typ), src(how))
+        out[key] = (typed(value, typ), src(how))
     if "memory.bus_bytes_per_ns" in out and "memory.efficiency" not in out:   # sustained: none of it lost on top
         out["memory.efficiency"] = (1.0, src("bus_bytes_per_ns is the sustained bandwidth measured, so all of it"))
     return out
 
 
-def _typed(value, typ):
+def typed(value, typ):
     if typ is int:
         return max(int(round(value)), 0)
     if typ is float:
