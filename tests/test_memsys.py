@@ -117,3 +117,18 @@ def test_pft_touches_hit_after_its_own_clear_and_miss_on_prezeroed_pages():
     assert per_page["stock"] == user + 128 * ms.hit_ns
     assert per_page["prezero"] == user + ms.store_run_ns(0, 0, 128)
     assert 10 * 128 * ms.hit_ns < per_page["prezero"] - user < 128 * ms.latency[0][0] / 2
+
+
+def test_a_streaming_clear_moves_each_line_once_at_the_bus_rate():
+    """i386-piii's clear_page streams (P6 fast strings): a page is its bytes
+    at the bus's rate, each line once on the bus; a user's run of store
+    misses still reads every line (write-allocate) and waits on latency."""
+    ms = Machine("i386-piii", backing="none").memsys
+    per = ms.lines_per_page
+    assert ms.clear_streams and ms.page_traffic() == per * ms.line
+    assert ms.clear_page_ns(0, 0) == int(per * ms.line / ms.bus_bytes_per_ns + 0.5)
+    assert ms.store_run_ns(0, 0, per) > ms.clear_page_ns(0, 0)       # the same lines, read first
+    reading = altix().memsys                                           # ia64's clear reads each line
+    assert not reading.clear_streams
+    assert reading.page_traffic() == reading.lines_per_page * reading.store_traffic
+    assert reading.clear_page_ns(0, 0) == reading.store_run_ns(0, 0, reading.lines_per_page)

@@ -17,7 +17,9 @@ latency: the ACPI definition of a distance).  After that a CPU keeps
 are the limit: the node's bus (shared: vmemu.kernel.sched.MemoryBus) or,
 for another node's memory, the interconnect link.  With write-allocate
 caches a store miss first reads the line and later writes it back: twice
-the line on the bus.
+the line on the bus.  The kernel's clear_page may instead *stream* (P6 and
+later fast-string ``rep stos``: each whole line is invalidated elsewhere
+and written, never read): then a page costs its bytes at the bandwidth.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class MemorySystem:
         self.line = cache_line
         self.lines_per_page = page_size // cache_line
         self.store_traffic = cache_line * (2 if memory["write_allocate"] else 1)
+        # clear_page's stores stream: whole lines written without reading them first
+        # (a machine saved before the key had none that did)
+        self.clear_streams = bool(memory.get("clear_streams", False))
         local = memory["latency_ns"]
         # latency[a][b]: a line of node b's memory reaching a CPU of node a
         self.latency = [[local * d // 10 for d in row] for row in distance]
@@ -58,8 +63,7 @@ class MemorySystem:
         nodes = range(len(distance))
         self._line_ns = [[self._per_line(a, b) for b in nodes] for a in nodes]
         self._runs: dict[tuple[int, int, int], int] = {}
-        self._clear_rate = [[self.page_traffic() / max(1, self.store_run_ns(a, b, self.lines_per_page))
-                             for b in nodes] for a in nodes]
+        self._clear_rate = [[self.page_traffic() / max(1, self.clear_page_ns(a, b)) for b in nodes] for a in nodes]
 
     # -- costs -----------------------------------------------------------------
 
@@ -89,14 +93,28 @@ class MemorySystem:
                                        int(lat + (misses - 1 - self.mlp) * self.line_ns(cpu_node, mem_node) + 0.5))
         return ns
 
+    def clear_page_ns(self, cpu_node: int, mem_node: int) -> int:
+        """A CPU's clear_page of one page of mem_node's memory, the bus to
+        itself: a run of store misses, or, when its stores stream (whole
+        lines written without reading them first: nothing to wait for), the
+        page's bytes at the bus's rate (and the link's, for another node)."""
+        lines = self.lines_per_page
+        if not self.clear_streams:
+            return self.store_run_ns(cpu_node, mem_node, lines)
+        per_line = self.line / self.bus_bytes_per_ns
+        if cpu_node != mem_node and self.link_bytes_per_ns:
+            per_line = max(per_line, self.line / self.link_bytes_per_ns)
+        return max(lines * self.hit_ns, int(lines * per_line + 0.5))
+
     def clear_rate(self, cpu_node: int, mem_node: int) -> float:
         """Bus bytes per ns of a CPU clearing whole pages of mem_node's
-        memory (clear_page: a run of store misses; MemoryBus may give less)."""
+        memory (clear_page_ns; MemoryBus may give less)."""
         return self._clear_rate[cpu_node][mem_node]
 
     def page_traffic(self) -> int:
-        """Bus bytes of a CPU clearing one page."""
-        return self.lines_per_page * self.store_traffic
+        """Bus bytes of a CPU clearing one page: each line once when the
+        clear streams, else as any store miss (twice with write-allocate)."""
+        return self.lines_per_page * (self.line if self.clear_streams else self.store_traffic)
 
     def touch_ns(self, cpu: int, pfn: int, mem_node: int, lines: int) -> int:
         """A CPU storing to the first ``lines`` lines of a page: hits for

@@ -47,7 +47,7 @@ REQUIRED = {
         "hit_ns": int, "latency_ns": int, "transfer_ns": int, "transfer_remote_ns": int,
         "transfer_router_ns": int, "mlp": int,
         "bus_bytes_per_ns": float, "link_bytes_per_ns": float, "efficiency": float,
-        "write_allocate": bool,
+        "write_allocate": bool, "clear_streams": bool,
     },
     # the kernel's own work: CPU time of code paths, besides their memory accesses
     "cost": {
