@@ -355,10 +355,12 @@ MEASURED = {"hit_ns": (1.05, "a chase in one page"), "latency_ns": (165.4, "a ch
             "write_allocate": (True, "flushed lines")}
 
 
-def derived(clear=24.0, bus=33.0, allocate=True, latency=165.4, run=None):
+def derived(clear=24.0, bus=33.0, allocate=True, latency=165.4, run=None, run_ns=None):
     from vmemu.calibrate.derive import derive_memory
     prims = dict(MEASURED, clear_bytes_per_ns=(clear, "one CPU clearing"), bus_bytes_per_ns=(bus, "both clearing"),
                  write_allocate=(allocate, "flushed lines"), latency_ns=(latency, "a chase"))
+    if run_ns:
+        prims["run_ns"] = (run_ns, "runs of stores")
     if run:
         prims["fault_run"] = (dict(run, bytes=16 << 20), "the host pft")
     derive_memory(prims, fake_host())
@@ -416,6 +418,36 @@ def test_a_clear_faster_than_the_model_can_price_is_the_nearest_it_can():
     slow_bus = derived(clear=400.0, allocate=False)
     slow_bus["bus_bytes_per_ns"] = (20.0, "a bus slower than one CPU's clear")
     assert min(reachable_clears(slow_bus)) == round(4096 / 20.0)
+
+
+STORE_RUNS = {1: 190.0, 8: 230.0, 64: 330.0}      # the user's stores to lines of a page in no cache, ns
+
+
+def test_a_clear_faster_than_its_lines_as_store_misses_streams(tmp_path):
+    from vmemu.calibrate.derive import model_of
+    prims = derived(run_ns=STORE_RUNS)
+    assert prims["clear_streams"][0] is True and "SDM" in prims["clear_streams"][1]
+    assert prims["bus_bytes_per_ns"][0] == 33.0          # each line once on the bus: the bytes cleared
+    memory = {"hit_ns": 1, "latency_ns": 165, "bus_bytes_per_ns": 33.0, "write_allocate": True}
+    runs = {m: model_of(dict(memory, mlp=m), 64, 4096).store_run_ns(0, 0, 64) for m in range(1, 65)}
+    mlp = prims["mlp"][0]                                # the model's 64-store run nearest the measured one
+    assert abs(runs[mlp] - 330) == min(abs(r - 330) for r in runs.values()) and abs(runs[mlp] - 330) < 15
+    assert "user's stores" in prims["mlp"][1]
+    m = machine_of(tmp_path, prims)
+    try:
+        ms = m.memsys
+        assert ms.clear_streams and ms.page_traffic() == 4096
+        assert ms.clear_page_ns(0, 0) == prims["model_clear_ns"][0] == round(4096 / 33.0)
+        assert ms.store_run_ns(0, 0, 64) == runs[mlp]    # a prezeroed page's 64 touched lines: the measured run
+    finally:
+        m.close()
+
+
+def test_a_clear_no_faster_than_its_lines_as_store_misses_reads_them():
+    slow = derived(clear=3.0, run_ns=STORE_RUNS)         # 1365 ns a page: slower than 64 store misses
+    assert slow["clear_streams"][0] is False
+    assert "derived from the clear measured" in slow["mlp"][1]
+    assert slow["bus_bytes_per_ns"][0] == 66.0           # read, then written back: twice the bytes cleared
 
 
 RUN = {"fault": 1250.0, "user": 135.0, "exit": 340.0}

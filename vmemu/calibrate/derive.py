@@ -1,20 +1,22 @@
 """The model's inputs derived from the measured primitives.
 
-vmemu's memory model (vmemu.arch.memsys) prices a clear_page as a run of
-store misses: the first line after ``latency_ns``, then a line every
-max(latency/mlp, traffic/bus), ``store_traffic`` bytes of bus a line (twice
-the line with write-allocate caches).  The host's clear is whatever its
-kernel does (rep stosb on ERMS CPUs), measured as a time a page.  Written
-raw, the measured figures would make the model's clear a different time
-from the measured one, so two [memory] values are derived instead:
+vmemu's memory model (vmemu.arch.memsys) prices a run of store misses as
+the first line after ``latency_ns``, then a line every max(latency/mlp,
+traffic/bus) (a line's traffic twice the line with write-allocate
+caches), and clear_page as such a run over the page or, when the clear
+streams (``clear_streams``: whole lines written without reading them), as
+the page's bytes at the bus's rate.  The host's primitives are times, so
+the [memory] values are derived (streaming, derive_memory):
 
-- ``bus_bytes_per_ns``: the all-CPU clear rate measured (or the single-CPU
-  one if larger: both are lower bounds of the bus), in the model's bytes of
-  bus traffic (bytes cleared x store_traffic / line), so that the model's
-  CPUs clearing together get the measured rate;
-- ``mlp``: the store misses in flight that make the model's clear of one
-  page, alone on one CPU (the model's own MemorySystem and MemoryBus), take
-  the measured single-CPU clear time, the measured latency and bus given.
+- ``mlp``: the store misses in flight with which the model's run of the
+  probe's longest store run takes the measured time;
+- ``clear_streams``: whether the measured single-CPU clear is faster than
+  the model's run of the page's lines as store misses with that mlp;
+- ``bus_bytes_per_ns``: the larger of the all-CPU and single-CPU clear
+  rates (both lower bounds of the bus), in the model's bytes of traffic:
+  the bytes cleared when the clear streams, else twice them with
+  write-allocate, and then mlp is instead the one with which the model's
+  clear of a page takes the measured clear time.
 
 The fault path's fixed costs are then net of what the model adds of its
 own: the calibrated profile is emulated on the measured run (one thread,
@@ -45,16 +47,46 @@ def written(value, typ):
     return typed(value, typ)
 
 
+def model_of(memory: dict, cache_line: int, page_size: int):
+    """The model's memory system for ``memory`` on a one-CPU, one-node host."""
+    from ..arch.memsys import MemorySystem
+    values = {"transfer_ns": 0, "transfer_remote_ns": 0, "transfer_router_ns": 0, "link_bytes_per_ns": 0.0,
+              "efficiency": 1.0, **memory}
+    return MemorySystem(values, cache_line, page_size, 1, [0], [0], [[10]])
+
+
 def model_clear_ns(memory: dict, cache_line: int, page_size: int) -> int:
     """The model's time for one CPU clearing one page of its own node's
     memory with the bus to itself (PageAllocator.clear_page_ns)."""
-    from ..arch.memsys import MemorySystem
     from ..kernel.sched import MemoryBus
-    values = {"transfer_ns": 0, "transfer_remote_ns": 0, "transfer_router_ns": 0, "link_bytes_per_ns": 0.0,
-              "efficiency": 1.0, **memory}
-    ms = MemorySystem(values, cache_line, page_size, 1, [0], [0], [[10]])
-    bus = MemoryBus(values["bus_bytes_per_ns"] * values["efficiency"])
+    ms = model_of(memory, cache_line, page_size)
+    bus = MemoryBus(ms.bus_bytes_per_ns)
     return bus.duration(ms.page_traffic(), ms.clear_rate(0, 0))
+
+
+def streaming(prims: dict, host: Host, raw_bus: float, clear_ns: float) -> dict | None:
+    """The [memory] values when this host's clear streams, else None.  The
+    user's stores (the probe's longest run of stores to lines of a page in
+    no cache) give mlp: the misses in flight with which the model's run of
+    those stores takes the measured time.  A clear faster than the model's
+    run of the page's lines as store misses with that mlp does not read
+    its lines: it streams, at the bus's rate (bytes cleared, each line
+    once)."""
+    if "run_ns" not in prims:
+        return None
+    line, page = host.line_size, host.page_size
+    runs = {k: v for k, v in prims["run_ns"][0].items() if 1 < k <= page // line}
+    if not runs:
+        return None
+    n = max(runs)
+    memory = {"hit_ns": written(prims["hit_ns"][0], int), "latency_ns": written(prims["latency_ns"][0], int),
+              "bus_bytes_per_ns": written(raw_bus, float), "write_allocate": bool(prims["write_allocate"][0])}
+    costs = {m: model_of(dict(memory, mlp=m), line, page).store_run_ns(0, 0, n) for m in range(1, n + 1)}
+    mlp = min(costs, key=lambda m: (abs(costs[m] - runs[n]), m))
+    reading = model_clear_ns(dict(memory, mlp=mlp, clear_streams=False), line, page)
+    if clear_ns >= reading:
+        return None
+    return dict(memory, mlp=mlp, clear_streams=True, run=(n, runs[n], costs[mlp]), reading=reading)
 
 
 def derive_memory(prims: dict, host: Host) -> None:
@@ -69,8 +101,12 @@ def derive_memory(prims: dict, host: Host) -> None:
     if one > raw_bus:     # both are lower bounds of the node's bandwidth: the larger one
         bus_how = f"{bus_how}; one CPU alone cleared more, {one:.2f} bytes/ns: that, the larger lower bound"
         raw_bus = one
-    bus = written(raw_bus * traffic / line, float)
     clear_ns = page / one
+    streams = streaming(prims, host, raw_bus, clear_ns)
+    if streams is not None:
+        derive_streaming(prims, streams, bus_how, clear_ns, host)
+        return
+    bus = written(raw_bus * traffic / line, float)
     memory = {"hit_ns": written(prims["hit_ns"][0], int), "latency_ns": written(prims["latency_ns"][0], int),
               "bus_bytes_per_ns": bus, "write_allocate": allocate}
     costs = {m: model_clear_ns(dict(memory, mlp=m), line, page) for m in range(1, lines + 1)}
@@ -87,6 +123,29 @@ def derive_memory(prims: dict, host: Host) -> None:
                          f"{model} ns, the measured single-CPU clear being {clear_ns:.0f} ns "
                          f"({prims['clear_bytes_per_ns'][1]}); loads: {load_how}")
     prims["model_clear_ns"] = (model, f"the model's clear of a page with the written [memory] values: {model} ns")
+    prims["clear_streams"] = (False, f"the clear measured ({clear_ns:.0f} ns a page) is no faster than the "
+                                     "model's run of the page's lines as store misses: it reads its lines")
+
+
+def derive_streaming(prims: dict, streams: dict, bus_how: str, clear_ns: float, host: Host) -> None:
+    """The [memory] values of a host whose clear streams (streaming)."""
+    n, measured, model = streams["run"]
+    memory = {k: v for k, v in streams.items() if k not in ("run", "reading")}
+    clear = model_clear_ns(memory, host.line_size, host.page_size)
+    load_mlp, load_how = prims["mlp"]
+    prims["bus_bytes_per_ns"] = (streams["bus_bytes_per_ns"], f"{bus_how}; the clear streams (each line once "
+                                                              "on the bus), so the bytes cleared are the traffic")
+    prims["efficiency"] = (1.0, "bus_bytes_per_ns is the sustained rate measured, so all of it")
+    prims["mlp"] = (streams["mlp"], f"derived from the user's stores measured: the store misses in flight with "
+                                    f"which the model's run of {n} store misses takes {model} ns, the measured "
+                                    f"run {measured:.0f} ns; loads: {load_how}")
+    prims["clear_streams"] = (True, f"the clear measured ({clear_ns:.0f} ns a page, "
+                                    f"{prims['clear_bytes_per_ns'][1]}) is faster than the model's run of the "
+                                    f"page's lines as store misses with that mlp ({streams['reading']} ns): it "
+                                    "does not read its lines (as Intel documents for fast-string rep stos, "
+                                    "SDM vol. 3A 8.2.4)")
+    prims["model_clear_ns"] = (clear, f"the model's clear of a page with the written [memory] values: {clear} ns "
+                                      f"(the bus's rate; the measured single-CPU clear {clear_ns:.0f} ns)")
 
 
 def model_own(path: str, nbytes: int) -> dict:

@@ -27,6 +27,7 @@ KEYS = [
     ("memory.bus_bytes_per_ns", "bus_bytes_per_ns", float),  # one node's memory, all its CPUs
     ("memory.link_bytes_per_ns", "link_bytes_per_ns", float),   # interconnect per direction; 0 on one node
     ("memory.write_allocate", "write_allocate", bool),
+    ("memory.clear_streams", "clear_streams", bool),         # clear_page writes lines without reading them
     ("memory.efficiency", "efficiency", float),              # 1: bus_bytes_per_ns is a sustained rate
     ("cost.fault_entry_ns", "fault_entry_ns", int),
     ("cost.user_per_page_ns", "user_per_page_ns", int),
