@@ -92,6 +92,10 @@ def test_mpstat_sees_the_faulting_cpus_busy(mount_profile):
                          for n in range(4)), timeout=60)
     job, result = start_job(mp, "bytes=4G rep=3 threads=2")     # CPUs 0 and 1 fault, node 0's kscrubd waits
     try:
+        # the idle nodes' kscrubd zero what the first exit freed there: sample from then,
+        # whatever the pace the host keeps up with
+        wait_for(lambda: any(read(mp, f"sys/kernel/mm/prezero/scrubd/node{n}/state") == "running\n"
+                             for n in (1, 2, 3)), timeout=120, step=0.005)
         p = sh(f"{vmemu_cmd()} shell {mp} -- mpstat -P ALL 1 1", timeout=60)
     finally:
         job.join()
