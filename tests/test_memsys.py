@@ -117,3 +117,28 @@ def test_pft_touches_hit_after_its_own_clear_and_miss_on_prezeroed_pages():
     assert per_page["stock"] == user + 128 * ms.hit_ns
     assert per_page["prezero"] == user + ms.store_run_ns(0, 0, 128)
     assert 10 * 128 * ms.hit_ns < per_page["prezero"] - user < 128 * ms.latency[0][0] / 2
+
+
+def test_a_line_shared_by_nodes_costs_a_transfer_per_pair_of_them():
+    m = Machine("altix-8", backing="none")
+    ms = m.memsys
+    one_node = ms.shared_transfer([0, 1])
+    assert one_node[0][0] == ms.transfer[0][0]                 # the bus within a node: uncontended
+    brick = ms.shared_transfer([0, 1, 2, 3])                   # 2 nodes: 2 x 1 transfers
+    assert brick[0][1] == 2 * ms.transfer[0][1] and brick[0][0] == ms.transfer[0][0]
+    four = ms.shared_transfer(range(8))                        # 4 nodes: 4 x 3
+    assert four[0][3] == 12 * ms.transfer[0][3] and four[2][3] == 12 * ms.transfer[2][3]
+
+
+def test_rss_line_moves_inside_the_hold_and_exit_purges_per_node():
+    from vmemu.mm.fault import FaultPath, MMStruct
+    m = altix()
+    fp = FaultPath(m.alloc, m.cost, m.cache_line)
+    mm = MMStruct("t", m.timeline, m.memsys.transfer)
+    cpu0, cpu7 = m.cpus[0], m.cpus[7]
+    assert fp.counters_ns(cpu0, mm) == 0 and fp.counters_ns(cpu0, mm) == 0     # its own line
+    assert fp.counters_ns(cpu7, mm) == m.memsys.transfer[0][3]                 # from node 0 to node 3
+    mm.nodes_run.update({0})
+    alone = fp.zap_ns(cpu0, mm, 0)
+    mm.nodes_run.update({1, 2, 3})
+    assert fp.zap_ns(cpu0, mm, 0) == alone + 4 * fp.tlb_purge_ns
