@@ -132,3 +132,28 @@ def test_a_streaming_clear_moves_each_line_once_at_the_bus_rate():
     assert not reading.clear_streams
     assert reading.page_traffic() == reading.lines_per_page * reading.store_traffic
     assert reading.clear_page_ns(0, 0) == reading.store_run_ns(0, 0, reading.lines_per_page)
+
+
+def test_a_line_shared_by_nodes_costs_a_transfer_per_pair_of_them():
+    m = Machine("altix-8", backing="none")
+    ms = m.memsys
+    one_node = ms.shared_transfer([0, 1])
+    assert one_node[0][0] == ms.transfer[0][0]                 # the bus within a node: uncontended
+    brick = ms.shared_transfer([0, 1, 2, 3])                   # 2 nodes: 2 x 1 transfers
+    assert brick[0][1] == 2 * ms.transfer[0][1] and brick[0][0] == ms.transfer[0][0]
+    four = ms.shared_transfer(range(8))                        # 4 nodes: 4 x 3
+    assert four[0][3] == 12 * ms.transfer[0][3] and four[2][3] == 12 * ms.transfer[2][3]
+
+
+def test_rss_line_moves_inside_the_hold_and_exit_purges_per_node():
+    from vmemu.mm.fault import FaultPath, MMStruct
+    m = altix()
+    fp = FaultPath(m.alloc, m.cost, m.cache_line)
+    mm = MMStruct("t", m.timeline, m.memsys.transfer)
+    cpu0, cpu7 = m.cpus[0], m.cpus[7]
+    assert fp.counters_ns(cpu0, mm) == 0 and fp.counters_ns(cpu0, mm) == 0     # its own line
+    assert fp.counters_ns(cpu7, mm) == m.memsys.transfer[0][3]                 # from node 0 to node 3
+    mm.nodes_run.update({0})
+    alone = fp.zap_ns(cpu0, mm, 0)
+    mm.nodes_run.update({1, 2, 3})
+    assert fp.zap_ns(cpu0, mm, 0) == alone + 4 * fp.tlb_purge_ns

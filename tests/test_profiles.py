@@ -22,6 +22,13 @@ def test_every_parameter_has_a_source(name):
         assert prof.sources.get(f"cache.{cache.name}"), f"{name}: cache.{cache.name} has no source"
 
 
+def test_altix_8_has_at_most_4_fitted_values_each_naming_its_data():
+    prof = load_profile("altix-8")
+    fitted = {k: s for k, s in prof.sources.items() if s.startswith("fitted")}
+    assert len(fitted) <= 4, sorted(fitted)
+    assert all("with the" in s for s in fitted.values()), fitted
+
+
 def test_altix_8_is_the_seed_machine():
     m = Machine("altix-8", backing="none")
     assert len(m.cpus) == 8 and m.page_size == 16384 and m.max_order == 18 and m.cache_line == 128

@@ -46,8 +46,8 @@ class MemorySystem:
         local = memory["latency_ns"]
         # latency[a][b]: a line of node b's memory reaching a CPU of node a
         self.latency = [[local * d // 10 for d in row] for row in distance]
-        # transfer[a][b]: a lock's line moving from a CPU of node a to one of node b
-        # while the job's CPUs pass it around (fitted per distance: local, one link, a router)
+        # transfer[a][b]: a written line moving from a CPU of node a to one of node b,
+        # uncontended (per distance: one node, one link, a router); shared_transfer: contended
         contended = {10: memory["transfer_ns"], 20: memory["transfer_remote_ns"]}
         self.transfer = [[contended.get(d, memory["transfer_router_ns"]) for d in row] for row in distance]
         self.capacity = llc_lines
@@ -66,6 +66,21 @@ class MemorySystem:
         self._clear_rate = [[self.page_traffic() / max(1, self.clear_page_ns(a, b)) for b in nodes] for a in nodes]
 
     # -- costs -----------------------------------------------------------------
+
+    def shared_transfer(self, users) -> list[list[int]]:
+        """transfer[a][b] for a line that the CPUs ``users`` all keep taking
+        (an mm_struct's first line: mmap_sem's count and page_table_lock,
+        written by every fault of every thread).  Within a node the line
+        moves over the snooped bus, as uncontended.  From another node it
+        goes through the line's home directory, which keeps one request per
+        line in flight and refuses the others until it is done (they retry):
+        with n nodes sharing the line a take waits behind the other n - 1
+        nodes' hand-offs, and each hand-off costs a transfer per sharing node
+        (after a test-and-test-and-set release every node's spinners re-read
+        the line), so n (n - 1) transfers in all."""
+        n = len({self.cpu_node[c] for c in users})
+        k = n * (n - 1)
+        return [[x if a == b else x * k for b, x in enumerate(row)] for a, row in enumerate(self.transfer)]
 
     def line_ns(self, cpu_node: int, mem_node: int) -> float:
         """Time per line of a long run of store misses by one CPU (mlp of

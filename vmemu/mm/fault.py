@@ -31,12 +31,16 @@ BZERO = "user:bzero"            # and for pft -z's clear of each page
 class MMStruct:
     """mm_struct: the pages an emulated task has faulted in, its page_table_lock,
     and its mmap_sem (every fault takes it for reading: the read count is one
-    cache line that every faulting CPU writes twice)."""
+    cache line that every faulting CPU writes twice).  ``bounce_ns`` prices
+    their line's transfers (MemorySystem.shared_transfer for the CPUs of the
+    task's threads).  Its counters (rss) are in the next line, which a fault
+    writes under page_table_lock: ``counters_cpu`` wrote it last."""
 
     def __init__(self, name: str = "task", timeline=None, bounce_ns=None):
         self.name = name
         self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, bounce_ns, kind="page_table_lock")
         self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, bounce_ns, kind="mmap_sem")
+        self.counters_cpu: CPU | None = None
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
 
@@ -82,7 +86,7 @@ class FaultPath:
             return None
         pfn, how = got
         alloc.cpu_stat[cpu.id]["pgfault"] += 1
-        lock.hold(cpu, self.pte_lock_ns)            # retake, set_pte, rss++
+        lock.hold(cpu, self.pte_lock_ns + self.counters_ns(cpu, mm))   # retake, set_pte, rss++
         sem.hold(cpu, 0)                            # up_read: the count's line again (others may have it)
         mm.pages.append(pfn)
         cpu.user(self.touch_ns(cpu, pfn, alloc.page_zone(pfn).node), TOUCH)
@@ -91,6 +95,16 @@ class FaultPath:
         if self.touch_now:
             self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
         return pfn
+
+    def counters_ns(self, cpu: CPU, mm: MMStruct) -> int:
+        """rss++ under page_table_lock: mm_struct's counters are in another
+        line than its locks, written only under the lock, so the holder
+        stalls for the line's transfer from the CPU that installed the last
+        pte (uncontended: the lock lets one CPU at a time ask for it)."""
+        last, mm.counters_cpu = mm.counters_cpu, cpu
+        if last is None or last is cpu:
+            return 0
+        return self.memsys.transfer[last.node][cpu.node]
 
     def touch_ns(self, cpu: CPU, pfn: int, node: int) -> int:
         """User space's touch loop on a page just faulted: its stores to the
@@ -118,9 +132,11 @@ class FaultPath:
     def zap_ns(self, cpu: CPU, mm: MMStruct, node: int) -> int:
         """zap_pte_range's cost for one page: the code, and exit_lines loads
         of lines on the page's node one after the other (its struct page, its
-        zone's lru); an mm that ran on several nodes needs global TLB purges."""
+        zone's lru); an mm that ran on several nodes needs a global TLB purge
+        on each of them (one node: a local purge, in exit_per_page_ns)."""
         ns = self.exit_per_page_ns + self.exit_lines * self.memsys.latency[cpu.node][node]
-        return ns + (self.tlb_purge_ns if len(mm.nodes_run) > 1 else 0)
+        nodes = len(mm.nodes_run)
+        return ns + (self.tlb_purge_ns * nodes if nodes > 1 else 0)
 
     def exit_mmap(self, cpu: CPU, mm: MMStruct, limit: int | None = None) -> int:
         """Task exit: zap ptes and free pages, the most recent first, at most

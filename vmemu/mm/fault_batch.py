@@ -57,7 +57,8 @@ class FaultBatch:
         fault, alloc = self.fault, self.alloc
         t0 = cpu.time
         bound = lock.timeline.solo_bound()
-        if t0 >= bound or lock.last_cpu is not cpu or sem.last_cpu is not cpu:
+        if t0 >= bound or lock.last_cpu is not cpu or sem.last_cpu is not cpu \
+                or mm.counters_cpu not in (cpu, None):
             return 0
         if alloc.fail_page_alloc is not None and not alloc.fail_page_alloc.cannot_fail(0, GFP_ANON):
             return 0
@@ -252,6 +253,7 @@ class _Series:
         mm.page_table_lock.timeline.horizon = self.last_start     # the last fault's step start
         mm.page_table_lock.held_uncontended(cpu, 2 * k, 2 * k * self.pte,
                                             [(start, self.pte) for start in self.last_holds], self.last_holds[-1])
+        mm.counters_cpu = cpu
         mm.mmap_sem.held_uncontended(cpu, 2 * k, 0, [], self.last_holds[-1] + self.pte)
         if self.refills:
             zone.lock.held_uncontended(cpu, self.refills, self.hold_ns, [self.last_refill], self.last_refill[0])

@@ -181,7 +181,8 @@ def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: in
 def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bzero: bool, progress) -> int:
     """One repetition: a fresh task faults its pages from its threads, then
     its leader exits and frees them all.  Returns the exit's system time."""
-    mm = MMStruct("pft", machine.timeline, machine.memsys.transfer)
+    # the lock line's transfers: every thread takes it on every fault
+    mm = MMStruct("pft", machine.timeline, machine.memsys.shared_transfer([cpu.id for cpu in cpus]))
     machine.claim_cpus(cpus, mm)
     mm.nodes_run.update(cpu.node for cpu in cpus)
     failed: list[int] = []
