@@ -191,7 +191,8 @@ class SpinLock:
         critical section, only the line's transfer.
 
         Taking the lock's line from the CPU that had it last (in virtual
-        time) is a latency the acquirer pays before it can try."""
+        time) is a latency the acquirer pays before it can try; it then
+        spins until the first gap of hold_ns between the holds booked."""
         t = cpu.time
         takes = self._takes
         if takes and takes[-1] <= t:              # the usual case: the latest take is the owner
@@ -204,35 +205,33 @@ class SpinLock:
             move = self.bounce_ns[owner.node][cpu.node]
             self.bounces += 1
         self.acquired += 1
-        if hold_ns <= 0:                          # an atomic: only the line
-            if move:
-                self._charge_move(cpu, move)
-            self._took(cpu.time, cpu)
-            return
-        ends = self._ends
-        if len(ends) > self._prune_at:
-            self._prune(t)
+        begin = t + move                          # the line is here: the hold may begin
+        ledger = cpu.ledger
+        if hold_ns > 0:
             ends = self._ends
-        if not ends or ends[-1] <= t + move:      # uncontended, the usual case
-            if move:
-                self._charge_move(cpu, move)
-            self._took(t + move, cpu)
-            self._book(cpu, len(ends), t + move, hold_ns)
-            return
-        i, begin = self._gap(t + move, hold_ns)
-        cpu.ledger[self.transfer] += move
-        if begin > t + move:
-            self.contended += 1
-            self.wait_ns += begin - t - move
-            cpu.ledger[self.spin] += begin - t - move
+            if len(ends) > self._prune_at:
+                self._prune(t)
+                ends = self._ends
+            if not ends or ends[-1] <= begin:     # uncontended, the usual case
+                i = len(ends)
+                if move:
+                    ledger[self.transfer] += move
+            else:
+                i, begin = self._gap(begin, hold_ns)
+                ledger[self.transfer] += move
+                if begin > t + move:
+                    self.contended += 1
+                    self.wait_ns += begin - t - move
+                    ledger[self.spin] += begin - t - move
+            self._starts.insert(i, begin)         # the calendar: the hold [begin, end)
+            self._ends.insert(i, begin + hold_ns)
+            ledger[self.kind] += hold_ns
+        elif move:
+            ledger[self.transfer] += move
         self._took(begin, cpu)
-        self._book(cpu, i, begin, hold_ns)
-
-    def _charge_move(self, cpu: CPU, move: int) -> None:
-        """The line's transfer to an acquirer that then never waits."""
-        cpu.time += move
-        cpu.system_ns += move
-        cpu.ledger[self.transfer] += move
+        end = begin + hold_ns if hold_ns > 0 else begin
+        cpu.system_ns += end - t                  # the transfer, the spin, the hold
+        cpu.time = end
 
     def _gap(self, t: int, span: int) -> tuple[int, int]:
         """The first gap of ``span`` ns at or after t between booked holds:
@@ -245,15 +244,6 @@ class SpinLock:
                 begin = ends[i]
             i += 1
         return i, begin
-
-    def _book(self, cpu: CPU, i: int, begin: int, hold_ns: int) -> None:
-        """Book the CPU's hold [begin, begin + hold_ns) at index i of the
-        calendar; the CPU spins from now until begin and leaves at its end."""
-        self._starts.insert(i, begin)
-        self._ends.insert(i, begin + hold_ns)
-        cpu.ledger[self.kind] += hold_ns
-        cpu.system_ns += begin + hold_ns - cpu.time
-        cpu.time = begin + hold_ns
 
     # -- the line ----------------------------------------------------------------
 
