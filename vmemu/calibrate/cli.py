@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 DEFAULT_BASE = "x86-64"
 
@@ -86,6 +85,7 @@ def calibrate(args, progress) -> int:
     print(text, end="")
     if not args.check:
         return 0
+    import tempfile                 # only here: vmemu's other commands start without it
     with tempfile.TemporaryDirectory(prefix="vmemu-calibrate-") as folder:
         path = os.path.join(folder, "host.toml")
         write(path, text)
