@@ -117,7 +117,7 @@ def derive_memory(prims: dict, host: Host) -> None:
                    f"so {raw_bus:.2f} x {traffic // line} = {bus:.3f} bytes/ns")
     prims["bus_bytes_per_ns"] = (bus, bus_how)
     prims["efficiency"] = (1.0, "bus_bytes_per_ns is the sustained rate measured, so all of it")
-    load_mlp, load_how = prims["mlp"]
+    load_how = prims["mlp"][1]
     prims["mlp"] = (mlp, f"derived from the clear measured: the store misses in flight with which the model's clear of a {page}-byte page "
                          f"({lines} store misses, the first after latency_ns, alone on one CPU and its bus) takes "
                          f"{model} ns, the measured single-CPU clear being {clear_ns:.0f} ns "
@@ -132,7 +132,7 @@ def derive_streaming(prims: dict, streams: dict, bus_how: str, clear_ns: float, 
     n, measured, model = streams["run"]
     memory = {k: v for k, v in streams.items() if k not in ("run", "reading")}
     clear = model_clear_ns(memory, host.line_size, host.page_size)
-    load_mlp, load_how = prims["mlp"]
+    load_how = prims["mlp"][1]
     prims["bus_bytes_per_ns"] = (streams["bus_bytes_per_ns"], f"{bus_how}; the clear streams (each line once "
                                                               "on the bus), so the bytes cleared are the traffic")
     prims["efficiency"] = (1.0, "bus_bytes_per_ns is the sustained rate measured, so all of it")

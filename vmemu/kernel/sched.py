@@ -229,7 +229,7 @@ class SpinLock:
         elif move:
             ledger[self.transfer] += move
         self._took(begin, cpu)
-        end = begin + hold_ns if hold_ns > 0 else begin
+        end = begin + max(hold_ns, 0)
         cpu.system_ns += end - t                  # the transfer, the spin, the hold
         cpu.time = end
 

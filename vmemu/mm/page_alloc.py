@@ -375,8 +375,9 @@ class PageAllocator:
         the node's bus is booked at cpu.time and charged to cpu, or, for a
         fault series, ``times`` gives the clears' starts as (first, step,
         count) segments, each with ``sharing`` other transfers on the bus,
-        and the caller charges the CPU.  Counted; the real bytes are cleared and checked now, or by
-        ``later`` (vmemu.mm.deferred: host-side, with the same effect)."""
+        and the caller charges the CPU.  Counted; the real bytes are cleared
+        and checked now, or by ``later`` (vmemu.mm.deferred: host-side, with
+        the same effect)."""
         pages = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
         allocs = pages >> order
         stat, zstat = self.cpu_stat[cpu.id], zone.stat
@@ -409,8 +410,8 @@ class PageAllocator:
                 self.verify_zero(cpu, zone, pfn, 1 << order)
 
     def clear_rate(self, cpu: CPU, zone: Zone) -> float:
-        """Bus bytes per ns of this CPU clearing pages of this zone (clear_page:
-        a run of store misses, MemorySystem.clear_rate)."""
+        """Bus bytes per ns of this CPU clearing pages of this zone
+        (MemorySystem.clear_rate: a run of store misses, or a streaming clear)."""
         return self.memsys.clear_rate(cpu.node, zone.node)
 
     def clear_page_ns(self, cpu: CPU, zone: Zone, others: int = 0) -> int:
