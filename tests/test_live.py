@@ -90,13 +90,14 @@ def test_mpstat_sees_the_faulting_cpus_busy(mount_profile):
     assert sh("echo 6 > proc/sys/vm/scrub_start", cwd=mp, shell="bash").returncode == 0
     wait_for(lambda: all(read(mp, f"sys/kernel/mm/prezero/scrubd/node{n}/state") == "sleeping\n"
                          for n in range(4)), timeout=60)
-    job, result = start_job(mp, "bytes=4G rep=3 threads=2")     # CPUs 0 and 1 fault, node 0's kscrubd waits
+    job, result = start_job(mp, "bytes=4G rep=6 threads=2")     # CPUs 0 and 1 fault, node 0's kscrubd waits
     try:
-        # the idle nodes' kscrubd zero what the first exit freed there: sample from then,
-        # whatever the pace the host keeps up with
+        # the idle nodes' kscrubd zero what each exit freed there: sample 3 s from the
+        # first exit on, which holds another exit (a repetition is about 1 s) whatever
+        # the pace the host keeps up with, and ends before the job does
         wait_for(lambda: any(read(mp, f"sys/kernel/mm/prezero/scrubd/node{n}/state") == "running\n"
                              for n in (1, 2, 3)), timeout=120, step=0.005)
-        p = sh(f"{vmemu_cmd()} shell {mp} -- mpstat -P ALL 1 1", timeout=60)
+        p = sh(f"{vmemu_cmd()} shell {mp} -- mpstat -P ALL 1 3", timeout=60)
     finally:
         job.join()
     assert p.returncode == 0, p.stderr
@@ -106,7 +107,7 @@ def test_mpstat_sees_the_faulting_cpus_busy(mount_profile):
         if len(f) > 5 and f[0] == "Average:" and f[1].isdigit():
             sys_of[int(f[1])] = float(f[4])     # Average: CPU %usr %nice %sys ...
     # both faulting CPUs busy; one of them idles while the other runs the serial
-    # exit or finishes its share of a repetition (load imbalance), so a 1 s
+    # exit or finishes its share of a repetition (load imbalance), so the
     # sample sees them busy together on average, not each all the time
     assert sys_of[0] + sys_of[1] > 100 and min(sys_of[0], sys_of[1]) > 20, p.stdout
     assert any(sys_of[c] > 1 for c in range(2, 8)), p.stdout       # kscrubd on the idle nodes
