@@ -1,4 +1,4 @@
-"""The memory thread (RealMemory.later / poison / sync) changes no byte and
+"""The memory thread (RealMemory.later / sync) changes no byte and
 no figure: the same jobs with and without it give the same observations
 (helpers.observe: results, counters, lists and a SHA-256 of all real
 memory), also when the work is handed over in tiny pieces and when pages
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+import threading
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_poison_spans_nodes(mem):
     mem.clear(0, 64)
     mem.clear(64, 64)
     mem.poison(60, 4)             # the end of node 0
-    mem.poison(64, 4)             # the start of node 1: merged, then split per arena
+    mem.poison(64, 4)             # the start of node 1
     mem.poison(10, 1)
     assert mem.read(60, 4) == mem.read(64, 4) == bytes([PAGE_POISON]) * (4 * PAGE)
     assert mem.read(10, 1) == bytes([PAGE_POISON]) * PAGE
@@ -152,9 +153,10 @@ def test_is_zero_sees_any_byte(offload):
 def test_without_the_thread_work_is_done_at_once():
     m = RealMemory(PAGE, [(0, 4)], offload=False)
     try:
+        threads = threading.active_count()
         m.later(m.fill, 0, 1, 0x44)
         m.poison(1, 1)
-        assert not m._behind and m._executor is None
+        assert threading.active_count() == threads          # no memory thread was started
         assert m.read(0, 2) == b"\x44" * PAGE + bytes([PAGE_POISON]) * PAGE
     finally:
         m.close()
@@ -168,31 +170,6 @@ def test_single_cpu_hosts_get_no_thread(monkeypatch):
     assert memory_mod.offload_default() is True
     monkeypatch.setenv("VMEMU_MEMORY_THREAD", "0")
     assert memory_mod.offload_default() is False
-
-
-def test_populate_ahead_claims_each_chunk_once(monkeypatch):
-    """The model's thread and the memory thread may both populate: each
-    region is faulted in once, and the bytes stay zero."""
-    calls = []
-    real = memory_mod._madvise
-    def counting(addr, size, advice):
-        if advice == memory_mod._MADV_POPULATE_WRITE:
-            calls.append(addr)
-        return real(addr, size, advice)
-    monkeypatch.setattr(memory_mod, "_madvise", counting)
-    pages = (256 << 20) // PAGE
-    m = RealMemory(PAGE, [(0, pages)], offload=True)
-    try:
-        gate = __import__("threading").Event()
-        m.later(gate.wait)                   # the memory thread is busy: two pieces wait
-        m.later(m.clear, 0, pages // 2)
-        m.populate_ahead([(0, pages)])       # the model's thread claims what is left
-        gate.set()
-        m.sync()
-        assert sorted(calls) == sorted(set(calls)) and len(calls) == (256 << 20) >> memory_mod._POPULATE_SHIFT
-        assert m._unpopulated == 0 and m.is_zero(0, pages)
-    finally:
-        m.close()
 
 
 def test_row_workers_get_a_memory_thread_only_with_cpus_to_spare(monkeypatch):

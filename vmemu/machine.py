@@ -225,7 +225,7 @@ class Machine:
                 area = zone.free_area[NOT_ZEROED][order]
                 while area.nr_free:
                     pfn = area.pop_head()
-                    self.memory.release(pfn, 1 << order)        # zero, and free: no host memory
+                    self.memory.clear(pfn, 1 << order)        # zero, and free: no host memory
                     free_one_page(zone, pfn, order, ZEROED, account=False)   # it stayed counted
                     done += 1 << order
         return done

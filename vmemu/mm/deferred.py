@@ -16,7 +16,7 @@ moment of the log line moves.  vmemu.shortcuts turns it off.
 
 from __future__ import annotations
 
-from .memory import OFFLOAD_BYTES, OFFLOAD_PIECE, merged
+from .memory import OFFLOAD_BYTES, OFFLOAD_PIECE, TOUCH_BYTE, merged
 
 
 class DeferredMemory:
@@ -24,7 +24,6 @@ class DeferredMemory:
     ``line_size`` bytes each, the job's), by zone and by whether to clear."""
 
     DEFER_MAX = 1024            # pages waiting before the work is done anyway (no memory thread)
-    CLEAR_PIECE = 256 << 10     # bytes of a run cleared and checked at a time (no memory thread)
 
     def __init__(self, alloc, lines: int, line_size: int):
         self.alloc = alloc
@@ -34,8 +33,7 @@ class DeferredMemory:
         page = alloc.page_size
         offload = self.memory.offload
         self.flush_at = OFFLOAD_BYTES // page if offload else self.DEFER_MAX
-        self.piece = max(1, (OFFLOAD_PIECE if offload else self.CLEAR_PIECE) // page)
-        self.memset = self.memory.clears_by_memset(lines, line_size)     # else released: nothing to populate
+        self.piece = max(1, OFFLOAD_PIECE // page)
         self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
         self.waiting = 0                          # pages in pending
         self.unverified: list = []                # pieces the memory thread found dirty
@@ -60,8 +58,6 @@ class DeferredMemory:
             runs = merged_runs(group)
             if self.memory.offload:
                 self.handed = True
-                if clear and self.memset:
-                    self.memory.populate_ahead(runs)
                 self.memory.later(self._work, zone, runs, clear, group)
             else:
                 self._verify(zone, self._clear_check_touch(runs, clear), group)
@@ -99,7 +95,7 @@ class DeferredMemory:
             for pfn in range(at, at + k):
                 self.alloc.verify_zero(faulted_by[pfn], zone, pfn, 1)
             if self.lines:
-                self.memory.touch_lines(at, k, self.lines, self.line_size, 1)
+                self.memory.touch_lines(at, k, self.lines, self.line_size, TOUCH_BYTE)
 
 
 def merged_runs(group) -> list[tuple[int, int]]:

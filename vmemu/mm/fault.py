@@ -21,6 +21,7 @@ from .. import shortcuts
 from ..kernel.sched import CPU, SpinLock
 from .deferred import DeferredMemory
 from .gfp import GFP_HIGHUSER, GFP_ZERO
+from .memory import TOUCH_BYTE
 from .page_alloc import ALLOC_CLEARED, PageAllocator
 
 GFP_ANON = GFP_HIGHUSER | GFP_ZERO
@@ -93,7 +94,7 @@ class FaultPath:
         if how != ALLOC_CLEARED:              # the cleared page is in the cache already
             self.memsys.wrote(cpu.id, ((pfn, 1),), self.cachelines)
         if self.touch_now:
-            self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, 1)
+            self.memory.touch_lines(pfn, 1, self.cachelines, self.cache_line, TOUCH_BYTE)
         return pfn
 
     def counters_ns(self, cpu: CPU, mm: MMStruct) -> int:

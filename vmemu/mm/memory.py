@@ -1,37 +1,38 @@
 """Host memory behind the emulated page frames.
 
 ``RealMemory`` backs each node with private anonymous host memory.  Every
-byte the model reads is real and every zero check reads it, while the host
-holds only the pages that hold something:
+byte the model reads is the emulated machine's, and every zero check reads
+real memory, while the host holds only the bytes no rule describes:
 
-- a page about to be used (the fault path's clear_page) is cleared with
-  memset: it is written again at once, and memset is several times
-  cheaper than giving the host page back and faulting it in again.  A
-  faulted page whose task writes only its first lines, on pages larger
-  than the host's, is released instead (``clears_by_memset``): the host
-  then backs only the host pages the task writes;
-- a free block zeroed to stay free (scrubd, the BTE, the ``--prezeroed``
-  set-up) is *released* (``release``): madvise(MADV_DONTNEED) gives its
-  host pages back, after which they read as zero (the host's shared zero
-  page, which counts in no RSS) until something writes them;
-- a freed page is poisoned by a canary: PAGE_POISON in its first byte, and
-  the page marked poisoned.  The zero check still fails on it; readers
-  (``read``, ``digest``) see it filled with PAGE_POISON, and a store into
-  part of it fills it first, so every byte anyone sees is what filling it
-  would have given, without the host backing the whole page.
+- zeroing (clear_page of a page about to be used, scrubd, the BTE, the
+  ``--prezeroed`` set-up) gives the host pages back: madvise(MADV_DONTNEED)
+  on private anonymous memory, after which they read as zero (the host's
+  zero page, in no RSS) until written;
+- a page whose bytes follow a rule is a *mark*, one byte a page, instead of
+  host memory: a freed page is *poisoned* (it reads PAGE_POISON
+  throughout), and a faulted page the task stored into as pft's touch loop
+  does (TOUCH_BYTE at the start of each of its first k cache lines, over
+  the page's bytes) is *touched* (k).  The zero check fails on a marked
+  page without reading it; ``read`` and ``digest`` return the marked
+  bytes; a store that no mark describes first writes the page's marked
+  bytes into host memory (``_store_marks``);
+- the arena asks the host for huge pages, so that reading zeroed memory
+  maps the host's huge zero page, one mapping per 2 MiB; a 2 MiB region is
+  given base pages before our first store into it (``_writable``), so that
+  a store backs 4 KiB, not 2 MiB.
 
 ``NoMemory`` keeps only metadata, for machines larger than the host:
 clearing is accounted, not performed, and nothing can be verified.
 
-Host-side only, RealMemory can do the bulk of this work on a second host
-thread (the *memory thread*), the way the Altix's BTE zeroes memory off the
-CPU: the fault path hands over the clearing, checking and touching of a
-series of faulted pages (``later``) and exit its poisoning
-(``poison_later``), and goes on with the model while the memory thread's
-memset and memcmp run without the GIL.  The work is done in the order it
-was handed over, and every other access waits for all of it first
-(``_span`` calls ``sync``), so every byte ends up as if each call had been
-made in place.  Virtual time never depends on it.
+Host-side only, RealMemory can do the faulted pages' work on a second host
+thread (the *memory thread*): the fault path hands over the clearing,
+checking and touching of a series of faulted pages (``later``) and goes on
+with the model while the memory thread's madvise and memcmp run without the
+GIL.  The work is done in the order it was handed over, and every other
+access waits for all of it first (``_span`` calls ``sync``), so every byte
+ends up as if each call had been made in place.  A mark is set in place: a
+page is poisoned only once it is free, after its work is done.  Virtual
+time never depends on any of this.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,9 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import shortcuts
 
 PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
+TOUCH_BYTE = 1              # what pft's touch loop stores (a touched mark's byte)
+POISONED = 0xFF             # the mark of a poisoned page; 1 .. MAX_TOUCHED: a touched page's lines
+MAX_TOUCHED = POISONED - 1
 HOST_PAGE = mmap.PAGESIZE   # what the host maps, gives back and counts in RSS
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
@@ -55,19 +60,35 @@ _madvise = _libc.madvise      # through ctypes: the GIL is released while the ho
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _madvise.restype = ctypes.c_int
 _MADV_DONTNEED = mmap.MADV_DONTNEED
-_POPULATE_SHIFT = 21        # host memory is faulted in 2 MiB at a time
-_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)    # Linux 5.14
+_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", 14)
+_MADV_NOHUGEPAGE = getattr(mmap, "MADV_NOHUGEPAGE", 15)
+
+
+def _huge_page_shift() -> int:
+    """log2 of the host's huge page (PMD) size; 0 when the host has none."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") as f:
+            return int(f.read()).bit_length() - 1
+    except (OSError, ValueError):
+        return 0
+
+
+# Regions of a huge page each; with no huge pages, 2 MiB regions and no
+# MADV_HUGEPAGE (reading zeroed memory then maps the base zero page).
+_HUGE_SHIFT = _huge_page_shift()
+_REGION_SHIFT = _HUGE_SHIFT or 21
+_MARK_RUNS = re.compile(rb"([^\x00])\1*", re.S)      # runs of one non-zero mark
 # Work handed to the memory thread at a time, at least (a fault series is
-# cut there, exit's poisoning gathered up to it).
+# cut there).
 OFFLOAD_BYTES = 32 << 20
-# The memory thread clears and checks a piece at a time, the check while the
-# piece is still in the host's cache.  Between two pieces it needs the GIL
-# back, which the busy model thread gives up only after the switch interval:
-# Python's 5 ms would leave the memory thread waiting most of the time, so
-# the process runs with 50 us once it has a memory thread.  Measured
-# (docs/performance.md): 2 MiB pieces at 50 us, 0.33 s a 1 GiB job; 32 MiB
-# at 0.5 ms, 0.37 to 0.47 s.
-OFFLOAD_PIECE = 2 << 20
+# Faulted pages are cleared and checked a piece at a time, pieces aligned to
+# it: a clear of a whole huge page gives back the host's mapping of the huge
+# zero page, where a part would split it into base pages.  Between two
+# pieces the memory thread needs the GIL back, which the busy model thread
+# gives up only after the switch interval: Python's 5 ms would leave the
+# memory thread waiting most of the time, so the process runs with 50 us
+# once it has a memory thread.
+OFFLOAD_PIECE = 1 << _REGION_SHIFT
 _SWITCH_INTERVAL = 0.00005
 
 
@@ -100,9 +121,6 @@ class NoMemory:
     def clear(self, pfn: int, npages: int) -> None:
         pass
 
-    def release(self, pfn: int, npages: int) -> None:
-        pass
-
     def poison(self, pfn: int, npages: int) -> None:
         pass
 
@@ -131,7 +149,7 @@ class NoMemory:
 class _Arena:
     """One node's host memory: pfns start .. end - 1, from address base."""
 
-    __slots__ = ("start", "end", "mem", "base", "fresh", "poisoned")
+    __slots__ = ("start", "end", "mem", "base", "marks", "region0", "small")
 
     def __init__(self, start: int, pages: int, page_size: int):
         self.start, self.end = start, start + pages
@@ -139,25 +157,24 @@ class _Arena:
         self.mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
                              | getattr(mmap, "MAP_NORESERVE", 0))
         self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
-        # The host's base pages, even where it makes huge pages by default:
-        # a huge page made a fresh 1 GiB cost the host 0.14 to 1.05 s instead
-        # of a steady 0.26 s (compaction; measured in docs/performance.md),
-        # and one byte written would back 2 MiB.  (No THP: nothing to do.)
-        _madvise(self.base, size, mmap.MADV_NOHUGEPAGE)
-        # 2 MiB regions that no memset has written since the mapping (_populate)
-        self.fresh = bytearray(b"\x01") * ((size - 1 >> _POPULATE_SHIFT) + 1)
-        # a byte a page: 1 while the page is poisoned (only its canary written)
-        self.poisoned = bytearray(pages)
+        # Reading zeroed memory maps the host's huge zero page (no THP: the
+        # host's base zero page instead, one mapping per host page).
+        if _HUGE_SHIFT:
+            _madvise(self.base, size, _MADV_HUGEPAGE)
+        self.marks = bytearray(pages)           # a byte a page: 0, POISONED, or touched lines
+        self.region0 = self.base >> _REGION_SHIFT
+        # a byte per 2 MiB region: 1 once it has base pages for our stores (_writable)
+        self.small = bytearray(((self.base + size - 1) >> _REGION_SHIFT) - self.region0 + 1)
 
-    def poisoned_runs(self, i: int, j: int):
-        """(first, end) page indexes of the poisoned runs among pages i .. j - 1."""
-        flags = self.poisoned
-        at = flags.find(1, i, j)
-        while at >= 0:
-            end = flags.find(0, at, j)
-            end = j if end < 0 else end
-            yield at, end
-            at = flags.find(1, end, j)
+    def mark_runs(self, i: int, j: int):
+        """(first, end, mark) of the runs of one non-zero mark among pages i .. j - 1."""
+        marks = self.marks
+        for m in _MARK_RUNS.finditer(marks, i, j):
+            first = m.start()
+            yield first, m.end(), marks[first]
+
+    def unmarked(self, i: int, j: int) -> bool:
+        return self.marks.count(0, i, j) == j - i
 
 
 _NO_ARENA = _Arena.__new__(_Arena)     # what a closed RealMemory looks at: no pfn is in it
@@ -178,19 +195,15 @@ class RealMemory:
         self._executor_pid = 0
         self._worker = None             # the memory thread's ident
         self._futures: list = []        # work handed over, not yet waited for
-        self._poison_runs: list[tuple[int, int]] = []     # poison_later's, not yet handed over
-        self._poison_pages = 0
-        self._behind = False            # either list is not empty
-        self._populating = threading.Lock()     # claims a region for _populate
         self._arenas = [_Arena(start, pages, page_size) for start, pages in node_spans]
-        self._unpopulated = sum(len(a.fresh) for a in self._arenas)
         self._last = self._arenas[0]
+        self.touch_line = 0             # the line size of the touched marks (set by the first)
 
     def _span(self, pfn: int, npages: int) -> tuple[_Arena, int, int]:
         """The arena of pfn .. pfn + npages - 1, and their offset and size in
         it in bytes, once the memory thread has done the work handed over
         before (unless this is the memory thread)."""
-        if self._behind and threading.get_ident() != self._worker:
+        if self._futures and threading.get_ident() != self._worker:
             self.sync()
         a = self._last
         if not (a.start <= pfn and pfn + npages <= a.end):
@@ -201,45 +214,10 @@ class RealMemory:
         a, offset, size = self._span(pfn, npages)
         return a.base + offset, size
 
-    def _populate(self, a: _Arena, offset: int, size: int) -> None:
-        """Host-side only: before a memset, fault in each 2 MiB region it
-        writes that no memset has written yet, with one
-        madvise(MADV_POPULATE_WRITE): faulting those pages in by the memset
-        itself costs the host a trap a page, 10 % of a fresh machine's
-        first job (measured in docs/performance.md).  A region is
-        populated once: holes a release makes later are faulted in by the
-        memset, as populating again would walk the whole region."""
-        fresh = a.fresh
-        for region in range(offset >> _POPULATE_SHIFT, ((offset + size - 1) >> _POPULATE_SHIFT) + 1):
-            if fresh[region]:
-                with self._populating:        # the model's thread may populate too (populate_ahead)
-                    if not fresh[region]:
-                        continue
-                    fresh[region] = 0
-                    self._unpopulated -= 1
-                first = region << _POPULATE_SHIFT
-                if _madvise(a.base + first, min(1 << _POPULATE_SHIFT, len(a.mem) - first),
-                            _MADV_POPULATE_WRITE):
-                    self._unpopulated = 0     # the host cannot (before Linux 5.14): fault in by access
-                    return
-
-    def populate_ahead(self, runs) -> None:
-        """Host-side balance on a fresh machine: while the memory thread
-        still has more than one piece of work waiting, the model's thread
-        faults in the host memory of the runs (first pfn, pages) it is about
-        to hand over for a memset, instead of leaving that too to the
-        memory thread.  A region is populated once, by whichever thread
-        claims it first; an access racing a populate just faults its pages
-        in itself."""
-        if not self._unpopulated or sum(not f.done() for f in self._futures) < 2:
-            return
-        for first, n in runs:
-            a = self._arena_of(first, n)
-            self._populate(a, (first - a.start) * self.page_size, n * self.page_size)
-
     def mappings(self) -> list[tuple[int, int, int, int]]:
         """(first pfn, pages, host address, bytes) of each node's memory:
-        where to look in /proc/PID/smaps or /proc/PID/mem."""
+        where to look in /proc/PID/smaps or /proc/PID/mem (a marked page's
+        bytes are in its mark, not there)."""
         return [(a.start, a.end - a.start, a.base, len(a.mem)) for a in self._arenas]
 
     def _arena_of(self, pfn: int, npages: int) -> _Arena:
@@ -249,27 +227,36 @@ class RealMemory:
                 return a
         raise ValueError(f"pfn range {pfn}+{npages} is not inside one node's memory")
 
+    def _writable(self, a: _Arena, offset: int, size: int) -> None:
+        """Before our stores into offset .. offset + size of a: each 2 MiB
+        region they reach gets base pages (MADV_NOHUGEPAGE), and one that
+        reads all zero is given back first, so that a store into the huge
+        zero page backs 4 KiB of host memory, not a huge page."""
+        lo = ((a.base + offset) >> _REGION_SHIFT) - a.region0
+        hi = ((a.base + offset + size - 1) >> _REGION_SHIFT) - a.region0 + 1
+        small = a.small
+        if small.count(0, lo, hi) == 0:
+            return
+        top = a.base + len(a.mem)
+        for r in range(lo, hi):
+            if small[r]:
+                continue
+            start = max((a.region0 + r) << _REGION_SHIFT, a.base)
+            end = min((a.region0 + r + 1) << _REGION_SHIFT, top)
+            zero = _all_zero(start, end - start)
+            _madvise(start, end - start, _MADV_NOHUGEPAGE)
+            if zero:
+                _madvise(start, end - start, _MADV_DONTNEED)
+            small[r] = 1
+
     # -- writing ----------------------------------------------------------------
 
     def clear(self, pfn: int, npages: int) -> None:
-        """clear_page / zero_page(page, order) of pages about to be used:
-        one memset for the whole block."""
-        self.fill(pfn, npages, 0)
-
-    def fill(self, pfn: int, npages: int, byte: int) -> None:
-        """Every byte of the pages set to ``byte``, with one memset."""
-        a, offset, size = self._span(pfn, npages)
-        if self._unpopulated:
-            self._populate(a, offset, size)
-        ctypes.memset(a.base + offset, byte, size)
-        self._unpoison(a, pfn - a.start, npages)
-
-    def release(self, pfn: int, npages: int) -> None:
-        """Zero a free block that stays free, giving its host memory back:
-        madvise(MADV_DONTNEED) over the host pages inside it (private
-        anonymous memory: they read as zero until written, and hold
-        nothing); a host page it shares with another block (pages smaller
-        than the host's) is memset instead."""
+        """clear_page / zero_page(page, order): every byte of the pages zero,
+        and their host memory given back: madvise(MADV_DONTNEED) over the
+        host pages inside them (private anonymous memory: they read as zero
+        until written, and hold nothing); a host page shared with another
+        block (pages smaller than the host's) is memset instead."""
         a, offset, size = self._span(pfn, npages)
         start = a.base + offset
         end = start + size
@@ -280,78 +267,117 @@ class RealMemory:
                 raise OSError(ctypes.get_errno(), f"madvise(MADV_DONTNEED) of pfn {pfn}+{npages}")
         else:
             lo = hi = end               # inside one host page: all of it memset
-        ctypes.memset(start, 0, lo - start)
-        ctypes.memset(hi, 0, end - hi)
-        self._unpoison(a, pfn - a.start, npages)
+        if start < lo:
+            self._writable(a, offset, lo - start)
+            ctypes.memset(start, 0, lo - start)
+        if hi < end:
+            self._writable(a, hi - a.base, end - hi)
+            ctypes.memset(hi, 0, end - hi)
+        self._unmark(a, pfn - a.start, npages)
+
+    def fill(self, pfn: int, npages: int, byte: int) -> None:
+        """Every byte of the pages set to ``byte`` (0: clear)."""
+        if not byte:
+            self.clear(pfn, npages)
+            return
+        a, offset, size = self._span(pfn, npages)
+        self._writable(a, offset, size)
+        ctypes.memset(a.base + offset, byte, size)
+        self._unmark(a, pfn - a.start, npages)
 
     def poison(self, pfn: int, npages: int) -> None:
         """Freed pages are poisoned (so a page handed out as zeroed without a
-        clear is caught); with a memory thread, gathered and handed over
-        OFFLOAD_BYTES at a time: nothing reads a freed page before another
-        access, which waits for it (_span)."""
-        if self.offload:
-            self._poison_later(pfn, npages)
-            return
-        self._poison(pfn, npages)
-
-    def _poison(self, pfn: int, npages: int) -> None:
-        # The canary: one strided store, so the host backs at most the host
-        # page of each page's first byte, not the whole page.
-        a, offset, size = self._span(pfn, npages)
+        clear is caught): marked, no host memory written.  Not after the
+        memory thread: a page is freed only once its work is done."""
+        a = self._last
+        if not (a.start <= pfn and pfn + npages <= a.end):
+            self._last = a = self._arena_of(pfn, npages)
         i = pfn - a.start
-        a.poisoned[i: i + npages] = b"\x01" * npages
-        a.mem[offset: offset + size: self.page_size] = bytes([PAGE_POISON]) * npages
+        a.marks[i: i + npages] = b"\xff" * npages
 
-    def _unpoison(self, a: _Arena, i: int, npages: int) -> None:
+    def _unmark(self, a: _Arena, i: int, npages: int) -> None:
         """Pages i .. i + npages - 1 of a were just written whole."""
-        if a.poisoned.find(1, i, i + npages) >= 0:
-            a.poisoned[i: i + npages] = bytes(npages)
+        if not a.unmarked(i, i + npages):
+            a.marks[i: i + npages] = bytes(npages)
 
-    def _fill_poison(self, a: _Arena, i: int, npages: int) -> None:
-        """Before a store into pages i .. i + npages - 1 of a: the poisoned
-        ones among them are filled with the poison they read as, so that the
-        bytes around the store are what they would have been."""
-        for first, end in list(a.poisoned_runs(i, i + npages)):
-            ctypes.memset(a.base + first * self.page_size, PAGE_POISON, (end - first) * self.page_size)
-            a.poisoned[first:end] = bytes(end - first)
+    def _store_marks(self, a: _Arena, i: int, npages: int) -> None:
+        """Before a store no mark describes into pages i .. i + npages - 1 of
+        a: the marked ones among them get their bytes in host memory."""
+        ps = self.page_size
+        for first, end, mark in list(a.mark_runs(i, i + npages)):
+            self._writable(a, first * ps, (end - first) * ps)
+            if mark == POISONED:
+                ctypes.memset(a.base + first * ps, PAGE_POISON, (end - first) * ps)
+            else:
+                self._store_lines(a, first, end - first, mark, self.touch_line, TOUCH_BYTE)
+            a.marks[first:end] = bytes(end - first)
+
+    def _store_lines(self, a: _Arena, i: int, npages: int, lines: int, line_size: int, byte: int) -> None:
+        """byte at the start of each of the first ``lines`` lines of pages
+        i .. i + npages - 1 of a, in host memory: one strided store a line."""
+        ps = self.page_size
+        first, size = i * ps, npages * ps
+        data = bytes([byte]) * npages
+        for line in range(lines):
+            off = first + line * line_size
+            a.mem[off: off + size: ps] = data
 
     def touch(self, pfn: int, offset: int, byte: int) -> None:
-        """A user store of one byte into a page (what pft's touch loop does)."""
+        """A user store of one byte into a page."""
         a, start, _ = self._span(pfn, 1)
-        self._fill_poison(a, pfn - a.start, 1)
+        self._store_marks(a, pfn - a.start, 1)
+        self._writable(a, start + offset, 1)
         ctypes.memset(a.base + start + offset, byte, 1)
 
     def touch_lines(self, pfn: int, npages: int, lines: int, line_size: int, byte: int) -> None:
         """``touch(p, line * line_size, byte)`` for every line < lines of every
-        page p in pfn .. pfn + npages - 1: one strided store per line."""
+        page p in pfn .. pfn + npages - 1: the touched mark where it
+        describes them (pft's stores onto unmarked pages), else stores."""
+        if not lines:
+            return
         a, first, size = self._span(pfn, npages)
-        self._fill_poison(a, pfn - a.start, npages)
-        data = bytes([byte]) * npages
-        for line in range(lines):
-            off = first + line * line_size
-            a.mem[off: off + size: self.page_size] = data
+        i = pfn - a.start
+        if self.touch_line == 0:
+            self.touch_line = line_size
+        if byte == TOUCH_BYTE and lines <= MAX_TOUCHED and line_size == self.touch_line \
+                and a.unmarked(i, i + npages):
+            a.marks[i: i + npages] = bytes([lines]) * npages
+            return
+        self._store_marks(a, i, npages)
+        self._writable(a, first, size)
+        self._store_lines(a, i, npages, lines, line_size, byte)
 
     # -- reading ----------------------------------------------------------------
 
     def is_zero(self, pfn: int, npages: int) -> bool:
-        """Every byte of the pages reads zero, in real memory (a poisoned
-        page fails on its canary)."""
-        return _all_zero(*self._addr(pfn, npages))
+        """Every byte of the pages reads zero: none is marked, and real memory
+        is all zero."""
+        a, offset, size = self._span(pfn, npages)
+        i = pfn - a.start
+        return a.unmarked(i, i + npages) and _all_zero(a.base + offset, size)
 
     def read(self, pfn: int, npages: int) -> bytes:
-        """The pages' bytes as the emulated machine holds them (a poisoned
-        page reads PAGE_POISON throughout)."""
+        """The pages' bytes as the emulated machine holds them."""
         a, offset, size = self._span(pfn, npages)
         data = ctypes.string_at(a.base + offset, size)
         i = pfn - a.start
-        runs = list(a.poisoned_runs(i, i + npages))
-        if not runs:
+        if a.unmarked(i, i + npages):
             return data
         out = bytearray(data)
-        for first, end in runs:
-            out[(first - i) * self.page_size: (end - i) * self.page_size] = \
-                bytes([PAGE_POISON]) * ((end - first) * self.page_size)
+        for first, end, mark in a.mark_runs(i, i + npages):
+            self._apply_mark(out, (first - i) * self.page_size, end - first, mark)
         return bytes(out)
+
+    def _apply_mark(self, buf: bytearray, at: int, npages: int, mark: int) -> None:
+        """The bytes of npages pages of one mark, onto their real bytes in buf from at."""
+        ps = self.page_size
+        if mark == POISONED:
+            buf[at: at + npages * ps] = bytes([PAGE_POISON]) * (npages * ps)
+            return
+        data = bytes([TOUCH_BYTE]) * npages
+        for line in range(mark):
+            off = at + line * self.touch_line
+            buf[off: at + npages * ps: ps] = data
 
     def digest(self) -> str:
         """SHA-256 over every byte of every node's memory, as read() reads
@@ -360,44 +386,42 @@ class RealMemory:
         self.sync()
         h = hashlib.sha256()
         ps = self.page_size
+        step = max(1, (64 << 20) // ps)
         for a in self._arenas:
             pages, done = a.end - a.start, 0
-            for first, end in [*a.poisoned_runs(0, pages), (pages, pages)]:
+            for first, end, mark in [*a.mark_runs(0, pages), (pages, pages, 0)]:
                 _hash_real(h, a.base + done * ps, (first - done) * ps)
-                _hash_poison(h, (end - first) * ps)
                 done = end
+                if mark == POISONED:
+                    _hash_poison(h, (end - first) * ps)
+                    continue
+                for at in range(first, end, step):        # touched: its bytes, 64 MiB at a time
+                    n = min(step, end - at)
+                    buf = bytearray(ctypes.string_at(a.base + at * ps, n * ps))
+                    self._apply_mark(buf, 0, n, mark)
+                    h.update(buf)
         return h.hexdigest()
 
     def clear_check_touch(self, runs, clear: bool, piece: int, lines: int, line_size: int) -> list:
         """What faulted pages need of real memory, for runs (first pfn,
         pages): clear each (when ``clear``), check it is all zero, then make
-        the user's store of 1 into the first ``lines`` cache lines of each
-        page; ``piece`` pages at a time (checked while still in the host's
-        cache).  A piece that is not all zero is left untouched and returned
-        as (first pfn, pages): the caller finds, counts and clears its bad
-        pages, then touches it."""
-        zero = self.clear if self.clears_by_memset(lines, line_size) else self.release
+        the user's store of TOUCH_BYTE into the first ``lines`` cache lines
+        of each page; ``piece`` pages at a time.  A piece that is not all
+        zero is left untouched and returned as (first pfn, pages): the
+        caller finds, counts and clears its bad pages, then touches it."""
         bad = []
         for first, n in runs:
-            end = first + n
-            for at in range(first, end, piece if clear else n):
-                k = min(piece, end - at) if clear else n
+            at, end = first, first + n
+            while at < end:
+                k = min(end, (at // piece + 1) * piece) - at     # pieces aligned: whole huge pages
                 if clear:
-                    zero(at, k)
+                    self.clear(at, k)
                 if not self.is_zero(at, k):
                     bad.append((at, k))
                 elif lines:
-                    self.touch_lines(at, k, lines, line_size, 1)
+                    self.touch_lines(at, k, lines, line_size, TOUCH_BYTE)
+                at += k
         return bad
-
-    def clears_by_memset(self, lines: int, line_size: int) -> bool:
-        """Whether faulted pages whose first ``lines`` lines the user touches
-        are cleared by memset: when the touch writes every host page of a
-        page, which memset writes at once.  Otherwise (pages larger than the
-        host's, a few lines touched) they are released, and the host backs
-        only the host pages the touch writes: a quarter of a 16 KiB page
-        with one line touched."""
-        return lines * line_size > self.page_size - HOST_PAGE
 
     # -- the memory thread ------------------------------------------------------
 
@@ -407,43 +431,6 @@ class RealMemory:
         if not self.offload:
             fn(*args)
             return
-        if self._poison_runs:
-            self._hand_over_poison()
-        self._hand_over(fn, *args)
-
-    def _poison_later(self, pfn: int, npages: int) -> None:
-        self._poison_runs.append((pfn, npages))
-        self._poison_pages += npages
-        self._behind = True
-        if self._poison_pages * self.page_size >= OFFLOAD_BYTES:
-            self._hand_over_poison()
-
-    def sync(self) -> None:
-        """Wait until all work handed over is done; re-raise the first error
-        it met (the rest of the work was still done)."""
-        if self._poison_runs:
-            self._hand_over_poison()
-        futures, self._futures = self._futures, []
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        self._behind = False
-        if errors:
-            raise errors[0]
-
-    def _hand_over_poison(self) -> None:
-        runs, self._poison_runs, self._poison_pages = self._poison_runs, [], 0
-        self._hand_over(self._poison_runs_merged, runs)
-
-    def _poison_runs_merged(self, runs: list[tuple[int, int]]) -> None:
-        # Freed pages, each once (a page is freed again only after a clear,
-        # which comes after this work): sorted and merged, one strided store a run.
-        for first, n in merged(runs):
-            end = first + n
-            for a in self._arenas:              # one strided store per node at most
-                lo, hi = max(first, a.start), min(end, a.end)
-                if lo < hi:
-                    self._poison(lo, hi - lo)
-
-    def _hand_over(self, fn, *args) -> None:
         if self._executor is None or self._executor_pid != os.getpid():    # none yet, or forked
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="vmemu-memory")
             self._executor_pid = os.getpid()
@@ -451,7 +438,14 @@ class RealMemory:
             if sys.getswitchinterval() > _SWITCH_INTERVAL:
                 sys.setswitchinterval(_SWITCH_INTERVAL)
         self._futures.append(self._executor.submit(fn, *args))
-        self._behind = True
+
+    def sync(self) -> None:
+        """Wait until all work handed over is done; re-raise the first error
+        it met (the rest of the work was still done)."""
+        futures, self._futures = self._futures, []
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         """Give the arenas back to the host now (munmap), not when the last
@@ -472,6 +466,7 @@ class RealMemory:
                 a.mem.close()
             except BufferError:      # still exported somewhere: dropped with its last reference
                 pass
+
 
 def _hash_real(h, addr: int, size: int) -> None:
     """h.update over size bytes of host memory from addr, 64 MiB at a time
@@ -498,7 +493,6 @@ def merged(runs) -> list[tuple[int, int]]:
         else:
             out.append((first, n))
     return out
-
 
 # -- how much host memory a machine may make the host hold ---------------------------
 #

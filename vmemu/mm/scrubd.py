@@ -191,7 +191,7 @@ class Kscrubd:
         (its host memory released: it stays free).  The block's lines go
         through this CPU's cache and push out what it held (the pollution a
         zeroing engine avoids)."""
-        self.m.memory.release(pfn, 1 << order)
+        self.m.memory.clear(pfn, 1 << order)
         self.m.alloc.clear_time(cpu, zone, 1 << order, "kscrubd")      # at the CPU's rate, over the node's bus
         self.m.memsys.wrote(cpu.id, ((pfn, 1 << order),), self.m.memsys.lines_per_page, kscrubd=True)
         self.m.events.schedule(cpu.time, self.finish_block, zone, pfn, order, "cpu")

@@ -107,7 +107,7 @@ class BteEngine:
         scrubd, zone, pfn, order = self.current
         self.current = None
         if result == BTE_SUCCESS:
-            self.m.memory.release(pfn, 1 << order)        # the bytes land now; the block stays free
+            self.m.memory.clear(pfn, 1 << order)        # the bytes land now; the block stays free
             self.completed += 1
             self.bytes += self.m.page_size << order
             scrubd.finish_block(t, zone, pfn, order, "bte")
