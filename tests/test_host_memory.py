@@ -13,16 +13,19 @@ that much memory available (it reaches the daemon through the CLI)."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import random
 import re
 
 import pytest
 
 import vmemu.mm.memory as memory_mod
 from conftest import cli, daemon_pid, mounting, one_line, read, sh, vmemu, wait_for
-from helpers import tiny_machine
-from vmemu import pft
+from helpers import observe, tiny_machine
+from vmemu import pft, shortcuts
+from vmemu.mm.deferred import DeferredMemory
 from vmemu.mm.gfp import GFP_HIGHUSER, GFP_ZERO
 from vmemu.mm.memory import PAGE_POISON, TOUCH_BYTE, HostMemoryError, RealMemory, host_bytes, human_bytes
 from vmemu.mm.mmzone import PCP_ZEROED, ZEROED
@@ -139,6 +142,7 @@ def test_a_fault_job_the_host_cannot_hold_is_enomem(fresh_mountpoint, tmp_path):
 # -- the footprint follows the non-zero bytes ------------------------------------------
 
 MiB = 1 << 20
+PAGE = 4096
 
 
 def rss(pid="self", field: str = "RssAnon") -> int:
@@ -149,8 +153,8 @@ def rss(pid="self", field: str = "RssAnon") -> int:
 
 @pytest.fixture
 def arena():
-    """64 MiB of real memory in 16 KiB pages, without a memory thread."""
-    m = RealMemory(16384, [(0, 4096)], offload=False)
+    """64 MiB of real memory in 16 KiB pages."""
+    m = RealMemory(16384, [(0, 4096)])
     yield m
     m.close()
 
@@ -191,7 +195,7 @@ def test_host_pages_shared_at_the_edges_are_memset(monkeypatch):
     host pages inside the block and memsets the rest; the neighbours keep
     their bytes."""
     monkeypatch.setattr(memory_mod, "HOST_PAGE", 16384)
-    m = RealMemory(4096, [(0, 64)], offload=False)
+    m = RealMemory(4096, [(0, 64)])
     try:
         for first, n in ((1, 2), (6, 9), (16, 4), (30, 1)):
             m.fill(0, 64, 0x11)
@@ -241,6 +245,69 @@ def test_the_touch_loop_is_a_mark_over_the_pages_bytes(arena):
     assert arena.digest() == digest_of_reads(arena, 4096)
     arena.clear(0, 4096)
     assert arena.is_zero(0, 4096)
+
+
+def test_poison_spans_nodes():
+    m = RealMemory(PAGE, [(0, 64), (64, 64)])                # two nodes, two arenas
+    try:
+        m.poison(60, 4)                                      # the end of node 0
+        m.poison(64, 4)                                      # the start of node 1
+        m.poison(10, 1)
+        assert m.read(60, 4) == m.read(64, 4) == bytes([PAGE_POISON]) * (4 * PAGE)
+        assert m.read(10, 1) == bytes([PAGE_POISON]) * PAGE
+        assert m.is_zero(11, 49) and m.is_zero(68, 60)
+        with pytest.raises(ValueError, match="not inside one node"):
+            m.poison(62, 4)
+    finally:
+        m.close()
+
+
+def test_is_zero_sees_any_byte():
+    m = RealMemory(PAGE, [(0, 4)])
+    try:
+        assert m.is_zero(0, 4) and m.is_zero(3, 1)
+        _, _, address, _ = m.mappings()[0]
+        for at in (0, 1, PAGE - 1, PAGE, 3 * PAGE + 17, 4 * PAGE - 1):
+            ctypes.memset(address + at, 1, 1)                # behind the model's back
+            page = at // PAGE
+            assert not m.is_zero(0, 4) and not m.is_zero(page, 1), at
+            assert all(m.is_zero(p, 1) for p in range(4) if p != page), at
+            ctypes.memset(address + at, 0, 1)
+        assert m.is_zero(0, 4)
+    finally:
+        m.close()
+
+
+def test_dirty_pages_are_found_by_the_deferred_check(monkeypatch):
+    """A clear that leaves a byte behind in some pages during the job: the
+    deferred check (many pages at once) finds them, and settle() counts and
+    clears each, as the check at each fault does with the shortcuts off."""
+    real_clear = RealMemory.clear
+    victims = set(random.Random(5).sample(range(0, 65536), 2000))     # node_memory 256M: 65536 pages
+
+    def sloppy_clear(self, pfn, npages):
+        real_clear(self, pfn, npages)
+        for v in victims.intersection(range(pfn, pfn + npages)) - self.dirtied:
+            self.dirtied.add(v)
+            ctypes.memset(self.mappings()[0][2] + v * PAGE + 100, 0x5A, 1)
+
+    def job():
+        monkeypatch.setattr(DeferredMemory, "FLUSH_BYTES", 16 * PAGE)     # many flushes
+        m = pft.prepare_machine("x86-64", 3, "stock", backing="real", overrides={"machine.node_memory": "256M"})
+        try:
+            monkeypatch.setattr(RealMemory, "clear", sloppy_clear)     # armed for the job only
+            monkeypatch.setattr(RealMemory, "dirtied", set(), raising=False)
+            r = pft.run_job(m, 16 << 20, 1, 1, 1)
+            monkeypatch.undo()
+            return observe(m, [r])
+        finally:
+            m.close()
+
+    deferred = job()
+    with shortcuts.off():
+        inline = job()
+    assert deferred == inline
+    assert deferred["snapshot"]["counters"]["prezero_verify_fail"] > 0, "the sabotage never hit a faulted page"
 
 
 def test_a_fault_job_holds_no_host_memory():

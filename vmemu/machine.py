@@ -69,7 +69,6 @@ class Machine:
         if poison_boot:
             for start, pages in spans:
                 self.memory.poison(start, pages)
-            self.memory.sync()          # booted: the poison is in place before time starts
         self.distance = node_distances(len(self.nodes), m.get("nodes_per_brick", len(self.nodes)))
         self.memsys = build_memsys(profile, self.cpus, self.distance)
         mem = profile.memory

@@ -13,9 +13,7 @@ ways).  On by default; ``VMEMU_SHORTCUTS=0`` in the environment, or
 - deferred memory (vmemu.mm.deferred): a faulted page's clear, zero check
   and touch are done later, in sorted runs;
 - exit in runs (vmemu.mm.fault.FaultPath.exit_mmap): a chunk of pages per
-  call to free_order0_run, not one;
-- the memory thread (vmemu.mm.memory): real-memory work on a second host
-  thread (VMEMU_MEMORY_THREAD=0 turns only this one off).
+  call to free_order0_run, not one.
 
 With the switch off every fault is its own scheduler step and every byte
 is written when the model says so: the reference the shortcuts are checked

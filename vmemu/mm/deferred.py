@@ -8,22 +8,21 @@ allocated page (scrubd and the BTE only take free blocks), and the page is
 freed only by exit_mmap, which settles this work first.  So the allocator
 may hand it here (PageAllocator.prep_zero_page's ``later``), and it is done
 for many pages at once, in sorted contiguous runs, each page still cleared,
-checked, then touched; with a memory thread (vmemu.mm.memory), off the
-model's thread.  A page found dirty is PageAllocator.verify_zero's, charged
-to the CPU that faulted it, as it would have been at the fault: only the
-moment of the log line moves.  vmemu.shortcuts turns it off.
+checked, then touched.  A page found dirty is PageAllocator.verify_zero's,
+charged to the CPU that faulted it, as it would have been at the fault:
+only the moment of the log line moves.  vmemu.shortcuts turns it off.
 """
 
 from __future__ import annotations
 
-from .memory import OFFLOAD_BYTES, OFFLOAD_PIECE, TOUCH_BYTE, merged
+from .memory import PIECE_BYTES, TOUCH_BYTE, merged
 
 
 class DeferredMemory:
     """Pages waiting for their clear, check and touch (``lines`` lines of
     ``line_size`` bytes each, the job's), by zone and by whether to clear."""
 
-    DEFER_MAX = 1024            # pages waiting before the work is done anyway (no memory thread)
+    FLUSH_BYTES = 32 << 20      # waiting before the work is done
 
     def __init__(self, alloc, lines: int, line_size: int):
         self.alloc = alloc
@@ -31,13 +30,10 @@ class DeferredMemory:
         self.lines = lines
         self.line_size = line_size
         page = alloc.page_size
-        offload = self.memory.offload
-        self.flush_at = OFFLOAD_BYTES // page if offload else self.DEFER_MAX
-        self.piece = max(1, OFFLOAD_PIECE // page)
+        self.flush_at = max(1, self.FLUSH_BYTES // page)
+        self.piece = max(1, PIECE_BYTES // page)
         self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
         self.waiting = 0                          # pages in pending
-        self.unverified: list = []                # pieces the memory thread found dirty
-        self.handed = False                       # work handed to the memory thread since settle()
 
     def clear_and_check(self, cpu, zone, runs: list[tuple[int, int]], clear: bool) -> None:
         """The allocator's work for these runs (first pfn, pages) of cpu's
@@ -52,37 +48,17 @@ class DeferredMemory:
             self.flush()
 
     def flush(self) -> None:
-        """Start the work waiting: now, or on the memory thread."""
+        """Do the work waiting."""
         pending, self.pending, self.waiting = self.pending, {}, 0
         for (zone, clear), group in pending.items():
             runs = merged_runs(group)
-            if self.memory.offload:
-                self.handed = True
-                self.memory.later(self._work, zone, runs, clear, group)
-            else:
-                self._verify(zone, self._clear_check_touch(runs, clear), group)
-
-    def _clear_check_touch(self, runs, clear: bool) -> list:
-        return self.memory.clear_check_touch(runs, clear, self.piece, self.lines, self.line_size)
-
-    def _work(self, zone, runs, clear: bool, group) -> None:
-        """On the memory thread: the counters of a dirty page are the model's,
-        so its pieces wait in unverified for settle()."""
-        bad = self._clear_check_touch(runs, clear)
-        if bad:
-            self.unverified.append((zone, bad, group))
+            bad = self.memory.clear_check_touch(runs, clear, self.piece, self.lines, self.line_size)
+            self._verify(zone, bad, group)
 
     def settle(self) -> None:
         """All of it done, and every dirty page found counted and cleared."""
         if self.pending:
             self.flush()
-        if not self.handed:
-            return                                # nothing of ours on the memory thread
-        self.handed = False
-        self.memory.sync()
-        unverified, self.unverified = self.unverified, []
-        for zone, bad, group in unverified:
-            self._verify(zone, bad, group)
 
     def _verify(self, zone, bad: list, group) -> None:
         """Pieces found not all zero: verify_zero finds, counts, logs and

@@ -36,17 +36,13 @@ class FaultBatch:
         self.fault = fault
         self.alloc = fault.alloc
         self.extra_user_ns = extra_user_ns      # pft -z: the thread's bzero of each page
-        # With a memory thread, a series ends where the deferred work is
-        # handed over, so that the thread starts on it while the model goes on.
-        later = fault.later
-        self.cap = later.flush_at if later is not None and self.alloc.memory.offload else 1 << 62
 
     def run(self, cpu: CPU, mm: MMStruct, limit: int) -> int:
         """Up to ``limit`` more faults while a series applies; returns how
         many (the caller does the next one through do_anonymous_page)."""
         done = 0
         while done < limit:
-            k = self._series(cpu, mm, min(limit - done, self.cap))
+            k = self._series(cpu, mm, limit - done)
             if not k:
                 break
             done += k

@@ -24,15 +24,7 @@ real memory, while the host holds only the bytes no rule describes:
 ``NoMemory`` keeps only metadata, for machines larger than the host:
 clearing is accounted, not performed, and nothing can be verified.
 
-Host-side only, RealMemory can do the faulted pages' work on a second host
-thread (the *memory thread*): the fault path hands over the clearing,
-checking and touching of a series of faulted pages (``later``) and goes on
-with the model while the memory thread's madvise and memcmp run without the
-GIL.  The work is done in the order it was handed over, and every other
-access waits for all of it first (``_span`` calls ``sync``), so every byte
-ends up as if each call had been made in place.  A mark is set in place: a
-page is poisoned only once it is free, after its work is done.  Virtual
-time never depends on any of this.
+Virtual time never depends on any of this.
 """
 
 from __future__ import annotations
@@ -41,11 +33,6 @@ import ctypes
 import mmap
 import os
 import re
-import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-from .. import shortcuts
 
 PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
 TOUCH_BYTE = 1              # what pft's touch loop stores (a touched mark's byte)
@@ -78,30 +65,10 @@ def _huge_page_shift() -> int:
 _HUGE_SHIFT = _huge_page_shift()
 _REGION_SHIFT = _HUGE_SHIFT or 21
 _MARK_RUNS = re.compile(rb"([^\x00])\1*", re.S)      # runs of one non-zero mark
-# Work handed to the memory thread at a time, at least (a fault series is
-# cut there).
-OFFLOAD_BYTES = 32 << 20
 # Faulted pages are cleared and checked a piece at a time, pieces aligned to
 # it: a clear of a whole huge page gives back the host's mapping of the huge
-# zero page, where a part would split it into base pages.  Between two
-# pieces the memory thread needs the GIL back, which the busy model thread
-# gives up only after the switch interval: Python's 5 ms would leave the
-# memory thread waiting most of the time, so the process runs with 50 us
-# once it has a memory thread.
-OFFLOAD_PIECE = 1 << _REGION_SHIFT
-_SWITCH_INTERVAL = 0.00005
-
-
-def offload_default() -> bool:
-    """Use a memory thread unless the host gives this process a single CPU
-    (VMEMU_MEMORY_THREAD=0 or 1 decides instead) or the host shortcuts are
-    off (vmemu.shortcuts)."""
-    if not shortcuts.enabled():
-        return False
-    env = os.environ.get("VMEMU_MEMORY_THREAD")
-    if env is not None:
-        return env.strip() not in ("", "0", "no", "off")
-    return len(os.sched_getaffinity(0)) > 1
+# zero page, where a part would split it into base pages.
+PIECE_BYTES = 1 << _REGION_SHIFT
 
 
 def _all_zero(addr: int, size: int) -> bool:
@@ -116,15 +83,11 @@ class NoMemory:
     """Metadata-only backing."""
 
     real = False
-    offload = False
 
     def clear(self, pfn: int, npages: int) -> None:
         pass
 
     def poison(self, pfn: int, npages: int) -> None:
-        pass
-
-    def sync(self) -> None:
         pass
 
     def is_zero(self, pfn: int, npages: int) -> bool:
@@ -186,25 +149,16 @@ class RealMemory:
 
     real = True
 
-    def __init__(self, page_size: int, node_spans: list[tuple[int, int]], offload: bool | None = None):
-        """node_spans: (start_pfn, pages) of each node, in pfn order.
-        offload: use a memory thread (default: offload_default())."""
+    def __init__(self, page_size: int, node_spans: list[tuple[int, int]]):
+        """node_spans: (start_pfn, pages) of each node, in pfn order."""
         self.page_size = page_size
-        self.offload = offload_default() if offload is None else offload
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_pid = 0
-        self._worker = None             # the memory thread's ident
-        self._futures: list = []        # work handed over, not yet waited for
         self._arenas = [_Arena(start, pages, page_size) for start, pages in node_spans]
         self._last = self._arenas[0]
         self.touch_line = 0             # the line size of the touched marks (set by the first)
 
     def _span(self, pfn: int, npages: int) -> tuple[_Arena, int, int]:
         """The arena of pfn .. pfn + npages - 1, and their offset and size in
-        it in bytes, once the memory thread has done the work handed over
-        before (unless this is the memory thread)."""
-        if self._futures and threading.get_ident() != self._worker:
-            self.sync()
+        it in bytes."""
         a = self._last
         if not (a.start <= pfn and pfn + npages <= a.end):
             self._last = a = self._arena_of(pfn, npages)
@@ -287,11 +241,8 @@ class RealMemory:
 
     def poison(self, pfn: int, npages: int) -> None:
         """Freed pages are poisoned (so a page handed out as zeroed without a
-        clear is caught): marked, no host memory written.  Not after the
-        memory thread: a page is freed only once its work is done."""
-        a = self._last
-        if not (a.start <= pfn and pfn + npages <= a.end):
-            self._last = a = self._arena_of(pfn, npages)
+        clear is caught): marked, no host memory written."""
+        a, _, _ = self._span(pfn, npages)
         i = pfn - a.start
         a.marks[i: i + npages] = b"\xff" * npages
 
@@ -383,7 +334,6 @@ class RealMemory:
         """SHA-256 over every byte of every node's memory, as read() reads
         them (tests, golden runs)."""
         import hashlib
-        self.sync()
         h = hashlib.sha256()
         ps = self.page_size
         step = max(1, (64 << 20) // ps)
@@ -423,42 +373,9 @@ class RealMemory:
                 at += k
         return bad
 
-    # -- the memory thread ------------------------------------------------------
-
-    def later(self, fn, *args) -> None:
-        """fn(*args), work on this memory only, done on the memory thread
-        after everything handed over before (at once when there is none)."""
-        if not self.offload:
-            fn(*args)
-            return
-        if self._executor is None or self._executor_pid != os.getpid():    # none yet, or forked
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vmemu-memory")
-            self._executor_pid = os.getpid()
-            self._worker = self._executor.submit(threading.get_ident).result()
-            if sys.getswitchinterval() > _SWITCH_INTERVAL:
-                sys.setswitchinterval(_SWITCH_INTERVAL)
-        self._futures.append(self._executor.submit(fn, *args))
-
-    def sync(self) -> None:
-        """Wait until all work handed over is done; re-raise the first error
-        it met (the rest of the work was still done)."""
-        futures, self._futures = self._futures, []
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            raise errors[0]
-
     def close(self) -> None:
         """Give the arenas back to the host now (munmap), not when the last
         reference goes: a run of several machines must not hold them all."""
-        try:
-            self.sync()
-        finally:
-            if self._executor is not None and self._executor_pid == os.getpid():
-                self._executor.shutdown()
-            self._executor = None
-            self._unmap()
-
-    def _unmap(self) -> None:
         arenas, self._arenas = self._arenas, []
         self._last = _NO_ARENA
         for a in arenas:

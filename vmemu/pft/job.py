@@ -200,7 +200,6 @@ def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bz
     finally:
         machine.release_cpus(cpus, leader.time)
     machine.now = max(machine.now, leader.time)
-    machine.memory.sync()                 # the memory thread's work is part of the job
     if failed:
         raise JobError(errno.ENOMEM, f"out of memory after {sum(per_thread)} pages were asked for "
                                      f"on {machine.profile.name}; every page of the job was freed")

@@ -125,21 +125,12 @@ class _SharedTicks:
             _shared_faults.value += n
 
 
-def _init_worker(counter, memory_thread: bool) -> None:
+def _init_worker(counter) -> None:
     global _shared_faults
     _shared_faults = counter
     # Ctrl-C reaches the whole process group: the parent stops the workers
     # (they are forked with SIGINT ignored already; this keeps it so).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    memory_thread_policy(memory_thread)
-
-
-def memory_thread_policy(memory_thread: bool) -> None:
-    """A row worker's memory thread (vmemu.mm.memory), unless the user chose:
-    it pays only with a host CPU to spare, and rows in parallel already keep
-    the CPUs busy (measured: the seed's prezero table in 2 processes took
-    39 s with one in each, 29 s without)."""
-    os.environ.setdefault("VMEMU_MEMORY_THREAD", "1" if memory_thread else "0")
 
 
 def _row_in_worker(spec: dict) -> JobResult | JobError:
@@ -155,13 +146,12 @@ class PooledRows(Rows):
         super().__init__(specs, progress)
         ctx = multiprocessing.get_context("fork")     # a CLI process, no threads: fork is safe and quick
         self.counter = ctx.Value("q", 0)
-        spare = len(os.sched_getaffinity(0)) >= 2 * jobs
         # the workers are forked while Ctrl-C is ignored, so that they inherit
         # that (a SIGINT amid a fork would hit the child before it is set up)
         sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             self.pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(self.counter, spare))
+                                            initargs=(self.counter,))
             self.futures = [self.pool.submit(_row_in_worker, spec) for spec in specs]
         finally:
             signal.signal(signal.SIGINT, sigint)
