@@ -136,7 +136,7 @@ def zeroing(smoke: bool) -> list[tuple]:
         best = 0.0
         plain = 0.0
         for _ in range(1 if smoke else 3):
-            m = Machine(prof, backing="real", poison_boot=True)    # arena faulted in, like the memset's
+            m = Machine(prof, backing="real", poison_boot=True)    # every page poisoned (marks)
             t = time.perf_counter()
             if name.startswith("scrubd"):
                 m.sysctl["scrub_stop"] = 4

@@ -434,8 +434,10 @@ MACHINE_BYTES_PER_PAGE = 2
 #   one-thread job (x86-64 stock, 99 % of memory), 8 to 15 with more
 #   threads; 128 leaves a margin;
 JOB_BYTES_PER_PAGE = 128
-# - real backing: every page frame can become resident (scrubd clears every
-#   free page; a job touches its pages; exit poisons them), so all of it.
+# - real backing: every page frame.  The model's own work backs next to
+#   nothing (zeroing gives host pages back, poison and pft's stores are
+#   marks), but a store no mark describes backs its host page, and the
+#   arena has to hold one in every page.
 
 
 class HostMemoryError(Exception):
