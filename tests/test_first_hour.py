@@ -215,6 +215,28 @@ def test_stopped_daemon_status_and_umount_do_not_hang(fresh_mountpoint):
             proc.kill()
 
 
+def test_only_the_main_thread_takes_the_signals_that_end_the_daemon(tmp_path):
+    """libfuse's SIGTERM handler only marks the session ended; the main
+    thread wakes to see it.  A SIGTERM taken by another thread (one left
+    pending while the daemon was stopped goes to whichever thread runs
+    first) would leave the daemon running: every other thread blocks it
+    (/proc/PID/task/TID/status, SigBlk)."""
+    from conftest import mounting
+    stop = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT]
+    with mounting("x86-64", "--backing", "none", "--state", str(tmp_path / "m.state")) as mp:
+        pid = daemon_pid(mp)
+        masks = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                blocked = re.search(r"^SigBlk:\s+([0-9a-f]+)$", f.read(), re.M).group(1)
+            masks[int(tid)] = int(blocked, 16)
+        others = {tid: mask for tid, mask in masks.items() if tid != pid}
+        assert len(others) >= 2, masks               # the clock and the checkpoints, at least
+        for tid, mask in others.items():
+            assert all(mask >> (sig - 1) & 1 for sig in stop), (tid, hex(mask))
+        assert not any(masks[pid] >> (sig - 1) & 1 for sig in stop), hex(masks[pid])
+
+
 # -- 6. consistent answers ------------------------------------------------------------------
 
 def test_umount_and_status_of_what_is_not_a_vmemu_mount(tmp_path):

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import random
+import signal
 import threading
 import time
 
@@ -47,6 +48,21 @@ QUANTUM_NS = 2_000_000      # a job's pace is checked every 2 ms of virtual time
 OPEN_S = 0.05              # and the model lock is opened at least this often (wall)
 BEHIND_S = 0.1             # a job further behind its pace than this is reported
 STOP_WAIT_S = 10           # at unmount, how long a checkpoint being written is waited for
+
+# libfuse ends its loop on these: its handler marks the session ended, and
+# only the main thread, waiting for the loop's end, wakes up to see it
+# (libfuse's own workers block them).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+
+
+def background_thread(target, name: str) -> threading.Thread:
+    """A daemon thread that never takes STOP_SIGNALS: one taken here (a
+    SIGTERM left pending while the daemon was stopped goes to whichever
+    thread runs first) would end the session with no thread to notice."""
+    def run():
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        target()
+    return threading.Thread(target=run, name=name, daemon=True)
 
 
 class Kernel:
@@ -195,7 +211,7 @@ class Kernel:
     # -- virtual time ---------------------------------------------------------
 
     def start_clock(self) -> None:
-        self._clock_thread = threading.Thread(target=self._clock, name="vmemu-clock", daemon=True)
+        self._clock_thread = background_thread(self._clock, "vmemu-clock")
         self._clock_thread.start()
         if self.checkpoint is not None:
             self.checkpoint.start()
@@ -278,7 +294,7 @@ class Checkpoint:
         self.deferred = False                 # the due one found the machine busy (logged once)
         self.writing = threading.Lock()       # one writer of the file at a time (the final save too)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vmemu-checkpoint", daemon=True)
+        self._thread = background_thread(self._run, "vmemu-checkpoint")
 
     def start(self) -> None:
         log.info("checkpoints to %s every %g s and after each fault job", self.path, self.interval)
