@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian/Ubuntu machine and run the whole suite.
 #   scripts/test.sh                 # everything
-#   scripts/test.sh tests/test_x.py # pytest arguments pass through
+#   scripts/test.sh tests/test_x.py # pytest arguments pass through (-n 0: one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VMEMU_VENV:-.venv}
@@ -27,7 +27,7 @@ fi
 "$VENV/bin/pip" install -q -e '.[test,cluster,plot]'
 
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest -n auto "$@"     # one worker per host CPU (pytest-xdist)
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then
