@@ -204,32 +204,29 @@ class SpinLock:
         if owner is not cpu and owner is not None and self.bounce_ns is not None:
             move = self.bounce_ns[owner.node][cpu.node]
             self.bounces += 1
+            cpu.ledger[self.transfer] += move
         self.acquired += 1
         begin = t + move                          # the line is here: the hold may begin
-        ledger = cpu.ledger
+        end = begin
         if hold_ns > 0:
             ends = self._ends
             if len(ends) > self._prune_at:
                 self._prune(t)
                 ends = self._ends
             if not ends or ends[-1] <= begin:     # uncontended, the usual case
-                i = len(ends)
-                if move:
-                    ledger[self.transfer] += move
+                ends.append(begin + hold_ns)
+                self._starts.append(begin)
             else:
                 i, begin = self._gap(begin, hold_ns)
-                ledger[self.transfer] += move
-                if begin > t + move:
+                if begin > end:
                     self.contended += 1
-                    self.wait_ns += begin - t - move
-                    ledger[self.spin] += begin - t - move
-            self._starts.insert(i, begin)         # the calendar: the hold [begin, end)
-            self._ends.insert(i, begin + hold_ns)
-            ledger[self.kind] += hold_ns
-        elif move:
-            ledger[self.transfer] += move
+                    self.wait_ns += begin - end
+                    cpu.ledger[self.spin] += begin - end
+                self._starts.insert(i, begin)     # the calendar: the hold [begin, end)
+                ends.insert(i, begin + hold_ns)
+            end = begin + hold_ns
+            cpu.ledger[self.kind] += hold_ns
         self._took(begin, cpu)
-        end = begin + max(hold_ns, 0)
         cpu.system_ns += end - t                  # the transfer, the spin, the hold
         cpu.time = end
 
