@@ -166,13 +166,13 @@ class MemorySystem:
             return
         group = self.cpu_group[cpu]
         per_page = self.lines_per_page + 1
-        step = lines * per_page * self.groups
-        keep = max(1, self.capacity // lines)
         for first, n in runs:
             if n == 1:                         # a fault's page: one entry (the arithmetic below, for one)
                 clock = self.clock[group] = self.clock[group] + lines
                 self.where[first] = (clock * per_page + lines) * self.groups + group
                 continue
+            step = lines * per_page * self.groups
+            keep = max(1, self.capacity // lines)
             if n > keep:                       # the early ones are out of the cache again already
                 self.invalidate(first, n - keep)
                 self.clock[group] += (n - keep) * lines
