@@ -2,12 +2,11 @@
 
 import os
 import re
-import threading
 import time
 
 import pytest
 
-from conftest import read, sh, wait_for
+from conftest import read, sh
 
 TITLE = " Gb Rep Threads   User      System     Wall flt/cpu/s fault/wsec"
 ROW = re.compile(r"^ *(\d+) *(\d+) *(\d+) *(\d+)\.(\d{3})s *(\d+)\.(\d{3})s *(\d+)\.(\d{3})s *([\d.]+) +([\d.]+)$")

@@ -27,6 +27,10 @@ def idle(mp):
                for n in os.listdir(d))
 
 
+def scrubd_runs(mp) -> int:
+    return int(read(mp, "proc/vmstat").split("scrubd_runs ")[1].split()[0])
+
+
 def busy_machine(mp):
     """Sysctls and debugfs changed, a fault job run, scrubd done: what must survive."""
     for path, value in (("proc/sys/vm/scrub_stop", "3"), ("proc/sys/vm/scrub_load", "500"),
@@ -162,10 +166,13 @@ def test_torn_checkpoint_is_refused(fresh_mountpoint, state_file, damage):
 
 def session(mp, state_file, checkpoints: bool):
     """Two jobs with scrubd on; with checkpoints, each job's end is waited
-    for in the state file before going on.  Returns the rows and vmstat."""
+    for in the state file before going on.  Returns the rows and vmstat.
+    Idle time follows wall time: each job starts once scrubd has done all
+    there is, so how long the host took between two writes changes nothing."""
     rows = []
     with open(os.path.join(mp, "proc/sys/vm/scrub_start"), "w") as f:
         f.write("6\n")
+    wait_for(lambda: scrubd_runs(mp) > 0 and idle(mp))
     for job in ("pages=20000 threads=2", "bytes=64M threads=2 rep=2"):
         with open(os.path.join(mp, "proc/vmemu/fault"), "w") as f:
             f.write(job + "\n")

@@ -4,7 +4,6 @@ job the host cannot keep pace with says so."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 

@@ -249,11 +249,6 @@ class SpinLock:
         """The CPU of the latest take in virtual time."""
         return self._takers[-1] if self._takers else None
 
-    def owner_at(self, t: int) -> CPU | None:
-        """The CPU holding the line at virtual time t: the last to take it by then."""
-        i = bisect_right(self._takes, t)
-        return self._takers[i - 1] if i else None
-
     def _took(self, t: int, cpu: CPU) -> None:
         """The CPU has the line from t on."""
         self.users.add(cpu.id)

@@ -45,10 +45,6 @@ class MMStruct:
         self.pages = array("q")      # pfns of the anonymous pages, in fault order
         self.nodes_run: set[int] = set()   # nodes whose CPUs ran this mm (cpu_vm_mask)
 
-    @property
-    def rss(self) -> int:
-        return len(self.pages)
-
 
 class FaultPath:
     """The costs and steps of one anonymous fault, and of exit, on a given

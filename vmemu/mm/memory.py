@@ -164,10 +164,6 @@ class RealMemory:
             self._last = a = self._arena_of(pfn, npages)
         return a, (pfn - a.start) * self.page_size, npages * self.page_size
 
-    def _addr(self, pfn: int, npages: int) -> tuple[int, int]:
-        a, offset, size = self._span(pfn, npages)
-        return a.base + offset, size
-
     def mappings(self) -> list[tuple[int, int, int, int]]:
         """(first pfn, pages, host address, bytes) of each node's memory:
         where to look in /proc/PID/smaps or /proc/PID/mem (a marked page's
