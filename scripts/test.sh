@@ -27,7 +27,8 @@ fi
 "$VENV/bin/pip" install -q -e '.[test,cluster,plot]'
 
 set +e
-"$VENV/bin/python" -m pytest -n auto "$@"     # one worker per host CPU (pytest-xdist)
+# one worker per host CPU (pytest-xdist); a file's tests run in one worker, in order
+"$VENV/bin/python" -m pytest -n auto --dist loadfile "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then
