@@ -89,8 +89,12 @@ class MemorySystem:
 
     def _per_line(self, cpu_node: int, mem_node: int) -> float:
         per_line = max(self.latency[cpu_node][mem_node] / self.mlp, self.store_traffic / self.bus_bytes_per_ns)
+        return self._over_link(cpu_node, mem_node, per_line)
+
+    def _over_link(self, cpu_node: int, mem_node: int, per_line: float) -> float:
+        """A line's time, at least the interconnect link's for another node's memory."""
         if cpu_node != mem_node and self.link_bytes_per_ns:
-            per_line = max(per_line, self.line / self.link_bytes_per_ns)
+            return max(per_line, self.line / self.link_bytes_per_ns)
         return per_line
 
     def store_run_ns(self, cpu_node: int, mem_node: int, misses: int) -> int:
@@ -116,9 +120,7 @@ class MemorySystem:
         lines = self.lines_per_page
         if not self.clear_streams:
             return self.store_run_ns(cpu_node, mem_node, lines)
-        per_line = self.line / self.bus_bytes_per_ns
-        if cpu_node != mem_node and self.link_bytes_per_ns:
-            per_line = max(per_line, self.line / self.link_bytes_per_ns)
+        per_line = self._over_link(cpu_node, mem_node, self.line / self.bus_bytes_per_ns)
         return max(lines * self.hit_ns, int(lines * per_line + 0.5))
 
     def clear_rate(self, cpu_node: int, mem_node: int) -> float:
