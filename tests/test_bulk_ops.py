@@ -49,13 +49,13 @@ def test_rmqueue_of_count_blocks_is_rmqueue_count_times(seed):
         m = fragmented(seed)
         zone = m.zones[0]
         if bulk:
-            taken, splits, runs = rmqueue(zone, order, NOT_ZEROED, count)
+            taken, (splits,), runs = rmqueue(zone, order, NOT_ZEROED, count)
             pfns = [first + (i << order) for first, n in runs for i in range(n)]
         else:
             taken = splits = 0
             pfns = []
             for _ in range(count):
-                got, s, runs = rmqueue(zone, order, NOT_ZEROED)
+                got, (s,), runs = rmqueue(zone, order, NOT_ZEROED)
                 if not got:
                     break
                 taken, splits = taken + 1, splits + s

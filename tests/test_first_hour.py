@@ -351,7 +351,7 @@ def test_readme_session_figures(fresh_mountpoint):
 
 def test_version_and_a_quiet_mount_log(mounted):
     p = cli("--version")
-    assert p.returncode == 0 and re.fullmatch(r"vmemu \d+\.\d+\.\d+\n", p.stdout)
+    assert p.returncode == 0 and re.fullmatch(r"vmemu \d+\.\d+\.\d+\nmodel: (compiled \(mypyc\)|Python \(.+\))\n", p.stdout)
     log = open(run_files(mounted)["log"]).read()
     assert "Ignoring invalid" not in log and "Traceback" not in log
 

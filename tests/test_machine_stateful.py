@@ -71,7 +71,7 @@ def in_flight(m):
     if m.bte is not None:
         blocks += [e.current[1:] for e in m.bte.all_engines() if e.current is not None]
     for _t, _seq, fn, args in m.events.pending():
-        if getattr(fn, "__func__", None) is Kscrubd.finish_block:
+        if getattr(fn, "__name__", None) == "finish_block" and isinstance(getattr(fn, "__self__", None), Kscrubd):
             blocks.append(args[:3])
     return blocks
 

@@ -526,14 +526,16 @@ def version() -> str:
 
 
 class VersionAction(argparse.Action):
-    """--version: the package's version, looked up only when asked for."""
+    """--version: the package's version, looked up only when asked for, and
+    whether the model runs compiled."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
         super().__init__(option_strings, dest=dest, default=default, nargs=0,
                          help=help or "show program's version number and exit")
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"vmemu {version()}")
+        from . import native
+        print(f"vmemu {version()}\nmodel: {native.status()}")
         parser.exit()
 
 

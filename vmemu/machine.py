@@ -8,7 +8,7 @@ import math
 import random
 
 from .kernel.loadavg import LoadAvg
-from .kernel.sched import CPU, EventQueue, MemoryBus, Timeline
+from .kernel.sched import CPU, NEVER, EventQueue, MemoryBus, Timeline
 from .mm.memory import NoMemory, RealMemory
 from .mm.mmzone import NOT_ZEROED, PS_FREE, PS_PCP, PS_TAIL, ZEROED, Node, Zone
 from .arch.memsys import MemorySystem
@@ -169,7 +169,7 @@ class Machine:
         start = self.now
         while self.scrub.busy() and self.now - start < limit_ns:
             nxt = self.events.next_time()
-            step = max(1, min(nxt - self.now, limit_ns - (self.now - start))) if nxt < (1 << 62) else 10**9
+            step = max(1, min(nxt - self.now, limit_ns - (self.now - start))) if nxt < NEVER else 10**9
             self.advance(step)
         return self.now - start
 

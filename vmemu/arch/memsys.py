@@ -24,6 +24,8 @@ and written, never read): then a page costs its bytes at the bandwidth.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class MemorySystem:
     """Caches, latencies and bandwidths of one machine (see the module doc)."""
@@ -160,7 +162,7 @@ class MemorySystem:
         group = self.cpu_group[cpu]
         return self.clock[group] - self.scrubbed[group] < self.capacity
 
-    def wrote(self, cpu: int, runs, lines: int, kscrubd: bool = False) -> None:
+    def wrote(self, cpu: int, runs: Iterable[tuple[int, int]], lines: int, kscrubd: bool = False) -> None:
         """The CPU wrote the first ``lines`` lines of the pages in ``runs``
         ((first pfn, count) each, in order): now in its cache, most recent
         last, and in no other.  ``kscrubd``: clearing free pages."""

@@ -43,7 +43,8 @@ class LoadAvg:
         return self.avenrun[0] / FIXED_1
 
     def loads(self) -> tuple[float, float, float]:
-        return tuple(x / FIXED_1 for x in self.avenrun)
+        one, five, fifteen = (x / FIXED_1 for x in self.avenrun)
+        return one, five, fifteen
 
     def text_fields(self) -> list[str]:
         """The three values as /proc/loadavg prints them (LOAD_INT.LOAD_FRAC)."""

@@ -18,10 +18,12 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from bisect import bisect_right
-from typing import Generator, Iterable
+from typing import Any, Callable, Final, Generator, Iterable
 
-NSEC_PER_SEC = 1_000_000_000
-USER_HZ = 100
+NSEC_PER_SEC: Final = 1_000_000_000
+USER_HZ: Final = 100
+# later than any event: the largest int mypyc keeps unboxed (vmemu/native.py), so comparing with it stays cheap
+NEVER: Final = (1 << 62) - 1
 
 
 class CPU:
@@ -47,15 +49,15 @@ class CPU:
         self.charged_ns = 0    # --charge task: background zeroing charged to the tasks run here
         self.name = f"cpu{cpu_id}"
         self.ledgers: dict[str, defaultdict] = {}
-        self._owner = None
+        self._owner: Any = None
         self.owner = None      # the task or kernel thread running on it, None when idle
 
     @property
-    def owner(self):
+    def owner(self) -> Any:
         return self._owner
 
     @owner.setter
-    def owner(self, owner) -> None:
+    def owner(self, owner: Any) -> None:
         self._owner = owner
         task = "kernel" if owner is None else owner.name
         ledger = self.ledgers.get(task)
@@ -94,11 +96,11 @@ class Timeline:
 
     __slots__ = ("horizon", "running", "next_tick", "on_tick", "solo_until", "events", "pace_at", "pacer")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.horizon = 0
         self.running = False     # inside sched.run; outside it calls arrive in time order
-        self.next_tick = 1 << 62  # when on_tick(t) is next due (the load-average sample)
-        self.on_tick = None
+        self.next_tick = NEVER    # when on_tick(t) is next due (the load-average sample)
+        self.on_tick: Callable[[int], None] | None = None
         # While a task's step runs: the scheduler would resume this same task
         # next, with nothing in between, for any next step starting before
         # solo_until (no other task due earlier, no tick due).  0 otherwise.
@@ -109,7 +111,7 @@ class Timeline:
         # and its windows for readers); it sets the next pace_at.  No step
         # and no series of steps runs past pace_at without it.
         self.pace_at = NEVER
-        self.pacer = None
+        self.pacer: Callable[[int], None] | None = None
 
     def pace(self, t: int) -> None:
         """Between two steps, at t >= pace_at: the pacer's turn."""
@@ -195,6 +197,7 @@ class SpinLock:
         spins until the first gap of hold_ns between the holds booked."""
         t = cpu.time
         takes = self._takes
+        owner: CPU | None
         if takes and takes[-1] <= t:              # the usual case: the latest take is the owner
             owner = self._takers[-1]
         else:
@@ -457,7 +460,6 @@ class MemoryBus:
 
 
 Task = Generator[None, None, None]
-NEVER = 1 << 62
 
 
 class EventQueue:
@@ -489,7 +491,7 @@ class EventQueue:
         tl = self.timeline
         if t > tl.horizon:
             tl.horizon = t
-        if t >= tl.next_tick:
+        if t >= tl.next_tick and tl.on_tick is not None:
             tl.on_tick(t)
         fn(t, *args)
 
@@ -533,7 +535,7 @@ def run(steps: Iterable[tuple[CPU, Task]], timeline: Timeline | None = None,
     return last
 
 
-def _run_heap(heap, timeline, events) -> int:
+def _run_heap(heap: list[tuple[int, int, CPU, Task]], timeline: Timeline | None, events: EventQueue | None) -> int:
     """run()'s loop: the earliest task's step, or the timed events due
     before it.  The task runs where it sits, at the heap's top, and goes
     back with its new time in one sift (heapreplace)."""
@@ -541,7 +543,7 @@ def _run_heap(heap, timeline, events) -> int:
     ev = events._heap if events is not None else None
     replace = heapq.heapreplace
     while heap:
-        if ev and ev[0][0] <= heap[0][0]:
+        if ev and events is not None and ev[0][0] <= heap[0][0]:
             if timeline is not None and ev[0][0] >= timeline.pace_at:
                 timeline.pace(ev[0][0])
             events.run_one()        # a daemon step or a completion due before the next task step
@@ -551,7 +553,7 @@ def _run_heap(heap, timeline, events) -> int:
             if t >= timeline.pace_at:
                 timeline.pace(t)
             timeline.horizon = t
-            if t >= timeline.next_tick:
+            if t >= timeline.next_tick and timeline.on_tick is not None:
                 timeline.on_tick(t)
             # This task's next step would again be the first to run if it
             # starts before: the next tick, the next pace, and the next task
@@ -566,12 +568,15 @@ def _run_heap(heap, timeline, events) -> int:
             timeline.solo_until = bound
         try:
             next(task)
+            done = False
         except StopIteration:
-            last = max(last, cpu.time)
-            heapq.heappop(heap)
-            continue
+            done = True
         finally:
             if timeline is not None:
                 timeline.solo_until = 0
-        replace(heap, (cpu.time, seq, cpu, task))
+        if done:
+            last = max(last, cpu.time)
+            heapq.heappop(heap)
+        else:
+            replace(heap, (cpu.time, seq, cpu, task))
     return last

@@ -15,7 +15,14 @@ only the moment of the log line moves.  vmemu.shortcuts turns it off.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..kernel.sched import CPU
 from .memory import PIECE_BYTES, TOUCH_BYTE, merged
+from .mmzone import Zone
+
+if TYPE_CHECKING:
+    from .page_alloc import PageAllocator
 
 
 class DeferredMemory:
@@ -24,7 +31,7 @@ class DeferredMemory:
 
     FLUSH_BYTES = 32 << 20      # waiting before the work is done
 
-    def __init__(self, alloc, lines: int, line_size: int):
+    def __init__(self, alloc: PageAllocator, lines: int, line_size: int):
         self.alloc = alloc
         self.memory = alloc.memory
         self.lines = lines
@@ -35,7 +42,7 @@ class DeferredMemory:
         self.pending: dict[tuple, list] = {}      # (zone, clear) -> [(cpu, runs)]
         self.waiting = 0                          # pages in pending
 
-    def clear_and_check(self, cpu, zone, runs: list[tuple[int, int]], clear: bool) -> None:
+    def clear_and_check(self, cpu: CPU, zone: Zone, runs: list[tuple[int, int]], clear: bool) -> None:
         """The allocator's work for these runs (first pfn, pages) of cpu's
         faults, and the user's touch after it: later."""
         key = (zone, clear)

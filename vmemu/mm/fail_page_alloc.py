@@ -81,8 +81,8 @@ class FailPageAlloc:
         """should_fail(order, gfp) would say no before it draws a number or
         changes anything but its call count (a fault series counts its calls
         with cannot_fail_calls instead)."""
-        return (order < self.min_order or bool(gfp & GFP_NOFAIL) or (self.ignore_gfp_highmem and gfp & GFP_HIGHMEM)
-                or (self.ignore_gfp_wait and gfp & GFP_WAIT) or self.probability == 0)
+        return (order < self.min_order or bool(gfp & GFP_NOFAIL) or bool(self.ignore_gfp_highmem and gfp & GFP_HIGHMEM)
+                or bool(self.ignore_gfp_wait and gfp & GFP_WAIT) or self.probability == 0)
 
     def cannot_fail_calls(self, n: int) -> None:
         self.calls += n

@@ -16,17 +16,18 @@ pages' real-memory work later and in runs.  vmemu.shortcuts turns both off.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from .. import shortcuts
-from ..kernel.sched import CPU, SpinLock
+from ..kernel.sched import CPU, SpinLock, Timeline
 from .deferred import DeferredMemory
 from .gfp import GFP_HIGHUSER, GFP_ZERO
 from .memory import TOUCH_BYTE
 from .page_alloc import ALLOC_CLEARED, PageAllocator
 
-GFP_ANON = GFP_HIGHUSER | GFP_ZERO
-TOUCH = "user:touch"            # the ledger's names for pft's touch loop in user space,
-BZERO = "user:bzero"            # and for pft -z's clear of each page
+GFP_ANON: Final = GFP_HIGHUSER | GFP_ZERO
+TOUCH: Final = "user:touch"            # the ledger's names for pft's touch loop in user space,
+BZERO: Final = "user:bzero"            # and for pft -z's clear of each page
 
 
 class MMStruct:
@@ -37,7 +38,8 @@ class MMStruct:
     task's threads).  Its counters (rss) are in the next line, which a fault
     writes under page_table_lock: ``counters_cpu`` wrote it last."""
 
-    def __init__(self, name: str = "task", timeline=None, bounce_ns=None):
+    def __init__(self, name: str = "task", timeline: Timeline | None = None,
+                 bounce_ns: list[list[int]] | None = None):
         self.name = name
         self.page_table_lock = SpinLock(f"{name}-page_table_lock", timeline, bounce_ns, kind="page_table_lock")
         self.mmap_sem = SpinLock(f"{name}-mmap_sem", timeline, bounce_ns, kind="mmap_sem")

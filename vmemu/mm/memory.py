@@ -33,11 +33,12 @@ import ctypes
 import mmap
 import os
 import re
+from typing import Final
 
-PAGE_POISON = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
-TOUCH_BYTE = 1              # what pft's touch loop stores (a touched mark's byte)
-POISONED = 0xFF             # the mark of a poisoned page; 1 .. MAX_TOUCHED: a touched page's lines
-MAX_TOUCHED = POISONED - 1
+PAGE_POISON: Final = 0xAA          # the kernel's PAGE_POISON pattern (mm/debug-pagealloc)
+TOUCH_BYTE: Final = 1              # what pft's touch loop stores (a touched mark's byte)
+POISONED: Final = 0xFF             # the mark of a poisoned page; 1 .. MAX_TOUCHED: a touched page's lines
+MAX_TOUCHED: Final = POISONED - 1
 HOST_PAGE = mmap.PAGESIZE   # what the host maps, gives back and counts in RSS
 _libc = ctypes.CDLL(None, use_errno=True)
 _memcmp = _libc.memcmp
@@ -68,7 +69,7 @@ _MARK_RUNS = re.compile(rb"([^\x00])\1*", re.S)      # runs of one non-zero mark
 # Faulted pages are cleared and checked a piece at a time, pieces aligned to
 # it: a clear of a whole huge page gives back the host's mapping of the huge
 # zero page, where a part would split it into base pages.
-PIECE_BYTES = 1 << _REGION_SHIFT
+PIECE_BYTES: Final = 1 << _REGION_SHIFT
 
 
 def _all_zero(addr: int, size: int) -> bool:

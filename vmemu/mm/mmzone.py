@@ -12,23 +12,24 @@ from __future__ import annotations
 import mmap
 from collections import deque
 from itertools import islice
+from typing import Final
 
 from ..kernel.sched import SpinLock
 from .vmstat import NUMA_EVENTS, ZONE_EVENTS
 
 # The two kinds of free list the prezeroing patch adds (free_area[kind][order]).
-NOT_ZEROED = 0
-ZEROED = 1
+NOT_ZEROED: Final = 0
+ZEROED: Final = 1
 
 # Per-CPU page lists: the 2.6.10 hot and cold lists plus the patch's zeroed list.
-PCP_HOT = 0
-PCP_COLD = 1
-PCP_ZEROED = 2
+PCP_HOT: Final = 0
+PCP_COLD: Final = 1
+PCP_ZEROED: Final = 2
 
 # page_state byte values. 0: not handed out (in the buddy lists, or in flight in scrubd).
-PS_FREE = 0
-PS_PCP = 0xFE       # on a per-CPU list
-PS_TAIL = 0xFF      # tail page of an allocated block; a head holds order + 1
+PS_FREE: Final = 0
+PS_PCP: Final = 0xFE       # on a per-CPU list
+PS_TAIL: Final = 0xFF      # tail page of an allocated block; a head holds order + 1
 
 
 class FreeArea:
@@ -37,7 +38,7 @@ class FreeArea:
 
     __slots__ = ("free_list",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.free_list: dict[int, None] = {}
 
     @property

@@ -33,13 +33,18 @@ from bisect import bisect_right
 from functools import lru_cache
 from itertools import accumulate, groupby
 from operator import itemgetter
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Final
 
 from ..kernel.sched import CPU, MemoryBus
+from .fail_page_alloc import FailPageAlloc
 from .gfp import GFP_COLD, GFP_DMA, GFP_ZERO
 from .mmzone import (NOT_ZEROED, PCP_COLD, PCP_HOT, PCP_ZEROED, PS_FREE, PS_PCP, PS_TAIL,
-                     ZEROED, Node, Zone)
+                     ZEROED, Node, PerCpuPages, Zone)
 from .vmstat import new_cpu_stat
+
+if TYPE_CHECKING:
+    from ..arch.memsys import MemorySystem
+    from .deferred import DeferredMemory
 
 log = logging.getLogger("vmemu.page_alloc")
 
@@ -50,22 +55,23 @@ class PageAllocError(ValueError):
 
 
 # How an allocation was satisfied, for the fault path's cache model.
-ALLOC_PLAIN = 0        # no __GFP_ZERO
-ALLOC_ZEROED = 1       # __GFP_ZERO served from zeroed memory: the page is not in this CPU's cache
-ALLOC_CLEARED = 2      # __GFP_ZERO cleared by this CPU just now: the page is in its cache
+ALLOC_PLAIN: Final = 0        # no __GFP_ZERO
+ALLOC_ZEROED: Final = 1       # __GFP_ZERO served from zeroed memory: the page is not in this CPU's cache
+ALLOC_CLEARED: Final = 2      # __GFP_ZERO cleared by this CPU just now: the page is in its cache
 
 
 # ---------------------------------------------------------------------------
 # Zone-local buddy operations (called with zone->lock held)
 
 def rmqueue(zone: Zone, order: int, kind: int, count: int = 1,
-            batch: int = 0) -> tuple[int, int | list[int], list[tuple[int, int]]]:
+            batch: int = 0) -> tuple[int, list[int], list[tuple[int, int]]]:
     """__rmqueue ``count`` times: each takes the head block of ``kind`` from
     the smallest order >= ``order`` that has one and splits it down
     (expand: the unused halves go back to the same kind's lists).  Returns
     (blocks taken, splits, [(first pfn, blocks)]): each run ascending, in
-    the order taken.  With ``batch``, splits is a list: those of each
-    ``batch`` takes in turn (rmqueue_bulk's refills, one after another).
+    the order taken.  splits is a list: those of each ``batch`` takes in
+    turn (rmqueue_bulk's refills, one after another); one entry, for every
+    take, without ``batch``.
 
     A block split down leaves its halves as the only blocks below its
     order, so the next takes are that block's, in ascending order, before
@@ -103,9 +109,7 @@ def rmqueue(zone: Zone, order: int, kind: int, count: int = 1,
     zone.free_pages -= taken << order
     if kind == ZEROED:
         zone.zero_pages -= taken << order
-    if batch:
-        splits = splits_by_batch(runs, froms, order, batch)
-    return taken, splits, runs
+    return taken, splits_by_batch(runs, froms, order, batch) if batch else [splits], runs
 
 
 def splits_by_batch(runs, froms, order: int, batch: int) -> list[int]:
@@ -177,7 +181,7 @@ class PageAllocator:
     """alloc_pages / free_pages over a machine's nodes and zones."""
 
     def __init__(self, nodes: list[Node], cpus: list[CPU], memory, buses: list[MemoryBus],
-                 cost: dict, page_size: int, distance: list[list[int]], memsys):
+                 cost: dict, page_size: int, distance: list[list[int]], memsys: MemorySystem):
         self.nodes = nodes
         self.zones = [z for n in nodes for z in n.zones]
         self.cpus = cpus
@@ -194,7 +198,7 @@ class PageAllocator:
         self.free_block_ns = cost["free_block_ns"]
         self.coalesce_step_ns = cost["coalesce_step_ns"]
         self.memsys = memsys              # vmemu.arch.memsys.MemorySystem: what a clear costs
-        self.fail_page_alloc = None      # an object with should_fail(order, gfp, size)
+        self.fail_page_alloc: FailPageAlloc | None = None     # should_fail(order, gfp, size), when attached
         # --charge task: (zone, pages) -> ns of background zeroing charged to
         # the task taking those zeroed pages (Kscrubd.claim); None: kthread
         self.zeroing_charge: Callable[[Zone, int], int] | None = None
@@ -230,27 +234,29 @@ class PageAllocator:
             self._zonelists[key] = zl
         return zl
 
-    def check_order(self, order) -> None:
-        if order.__class__ is not int or not 0 <= order < self.max_order:
+    def check_order(self, order: object) -> int:
+        """``order`` when it is one (an int, not a bool, below max_order)."""
+        if type(order) is not int or not 0 <= order < self.max_order:
             raise PageAllocError(f"invalid order {order!r}: must be an integer in 0..{self.max_order - 1}")
+        return order
 
     # -- allocation --------------------------------------------------------
 
-    def alloc_pages(self, cpu: CPU, order: int, gfp: int) -> int | None:
+    def alloc_pages(self, cpu: CPU, order: object, gfp: int) -> int | None:
         """Allocate 2^order pages; the pfn of the first, or None (out of memory
         or an injected failure)."""
         got = self.alloc_pages_how(cpu, order, gfp)
         return None if got is None else got[0]
 
-    def alloc_pages_how(self, cpu: CPU, order: int, gfp: int, later=None) -> tuple[int, int] | None:
+    def alloc_pages_how(self, cpu: CPU, order: object, gfp: int, later: DeferredMemory | None = None) -> tuple[int, int] | None:
         """__alloc_pages: returns (pfn, ALLOC_*) or None.
 
         Two passes over the zonelist, as 2.6.10 does before it would reclaim:
         first above each zone's pages_low, then above pages_min.  There is no
         reclaim to fall back on, so what fails both passes is out of memory.
         ``later``: see prep_zero_page."""
-        if order.__class__ is not int or not 0 <= order < self.max_order:
-            self.check_order(order)
+        if type(order) is not int or not 0 <= order < self.max_order:
+            order = self.check_order(order)
         if self.fail_page_alloc is not None and self.fail_page_alloc.should_fail(order, gfp):
             self.cpu_stat[cpu.id]["prezero_alloc_injected_fail"] += 1
             return None
@@ -295,13 +301,13 @@ class PageAllocator:
             self.nodes[preferred.node].stat["numa_foreign"] += n
         nstat["local_node" if zone.node == cpu.node else "other_node"] += n
 
-    def pcp_list(self, zone: Zone, cpu: CPU, zeroed: bool, cold: bool = False):
+    def pcp_list(self, zone: Zone, cpu: CPU, zeroed: bool, cold: bool = False) -> PerCpuPages:
         """The per-CPU list an order-0 allocation takes from: the zeroed
         list when it is to be served zeroed, else the hot (or cold) list."""
         lists = zone.pageset.get(cpu.id) or zone.pcp(cpu.id)
         return lists[PCP_ZEROED if zeroed else PCP_COLD if cold else PCP_HOT]
 
-    def buffered_rmqueue(self, zone: Zone, cpu: CPU, order: int, gfp: int, later=None) -> tuple[int, int] | None:
+    def buffered_rmqueue(self, zone: Zone, cpu: CPU, order: int, gfp: int, later: DeferredMemory | None = None) -> tuple[int, int] | None:
         """Take 2^order pages from zone; order 0 through the per-CPU lists
         (refilled first when at their low mark).  __GFP_ZERO is served
         zeroed while zero_pages covers the request, else the CPU clears."""
@@ -321,7 +327,7 @@ class PageAllocator:
             if not taken:                     # the other kind: a zeroed block is then only a bonus
                 zeroed = False
                 taken, splits, runs = rmqueue(zone, order, kind ^ 1)
-            zone.lock.hold(cpu, self.zone_lock_ns + taken * self.rmqueue_block_ns + splits * self.coalesce_step_ns)
+            zone.lock.hold(cpu, self.bulk_hold_ns(taken, splits[0]))
             if not taken:
                 return None
             pfn = runs[0][0]
@@ -332,7 +338,8 @@ class PageAllocator:
         self.prep_zero_page(cpu, zone, [(pfn, 1 << order)], zeroed, later, order=order)
         return pfn, ALLOC_ZEROED if zeroed else ALLOC_CLEARED
 
-    def rmqueue_bulk(self, zone: Zone, pcp, kind: int, refills: int = 1):
+    def rmqueue_bulk(self, zone: Zone, pcp: PerCpuPages, kind: int,
+                     refills: int = 1) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """rmqueue_bulk ``refills`` times in a row: each puts up to ``batch``
         order-0 pages of the list's kind on its cold end (list_add_tail),
         under the zone lock.  Returns each refill's (pages taken, zone lock
@@ -347,7 +354,7 @@ class PageAllocator:
             pages.extendleft(range(pfn, pfn + n))     # list_add_tail, page by page
             state[pfn - start: pfn - start + n] = marks(PS_PCP, n)
         if refills == 1:
-            return [(taken, self.bulk_hold_ns(taken, splits))], runs
+            return [(taken, self.bulk_hold_ns(taken, splits[0]))], runs
         out, left = [], taken
         for j in range(refills):              # the last refills take less, or none, when the kind runs out
             n = batch if left > batch else left
@@ -367,8 +374,8 @@ class PageAllocator:
             state[idx + 1: idx + (1 << order)] = tail_run(order)
 
     def prep_zero_page(self, cpu: CPU, zone: Zone, runs: list[tuple[int, int]], zeroed: bool,
-                       later=None, times: list[tuple[int, int, int]] | None = None, order: int = 0,
-                       sharing: int = 0) -> None:
+                       later: DeferredMemory | None = None, times: list[tuple[int, int, int]] | None = None,
+                       order: int = 0, sharing: int = 0) -> None:
         """__GFP_ZERO's promise for cpu's allocations of 2^order pages from
         zone, whose pages are ``runs`` ((first pfn, pages) each): each reads
         as zero.  Unless ``zeroed`` the CPU clears them: the clear's time on
@@ -439,10 +446,10 @@ class PageAllocator:
 
     # -- freeing -------------------------------------------------------------
 
-    def check_free(self, pfn: int, order: int) -> Zone:
-        """Validate a free before touching anything; returns the page's zone."""
-        self.check_order(order)
-        if pfn.__class__ is not int:
+    def check_free(self, pfn: object, order: object) -> tuple[Zone, int, int]:
+        """Validate a free before touching anything: (the page's zone, pfn, order)."""
+        order = self.check_order(order)
+        if type(pfn) is not int:
             raise PageAllocError(f"invalid pfn {pfn!r}")
         zone = self.page_zone(pfn)
         idx = pfn - zone.zone_start_pfn
@@ -452,7 +459,7 @@ class PageAllocator:
             raise PageAllocError(f"pfn {pfn} order {order} runs past the end of zone {zone.name}")
         state = zone.page_state[idx]
         if state == order + 1:
-            return zone
+            return zone, pfn, order
         if state == PS_FREE:
             raise PageAllocError(f"free of pfn {pfn}: page is not allocated (double free, or never allocated)")
         if state == PS_PCP:
@@ -461,10 +468,10 @@ class PageAllocator:
             raise PageAllocError(f"free of pfn {pfn}: not the head of an allocated block")
         raise PageAllocError(f"free of pfn {pfn} with order {order}: it was allocated with order {state - 1}")
 
-    def free_pages(self, cpu: CPU, pfn: int, order: int) -> None:
+    def free_pages(self, cpu: CPU, pfn: object, order: object) -> None:
         """__free_pages: order 0 to the per-CPU hot list, larger blocks to the
         buddy lists as NOT_ZEROED.  Freed pages are poisoned."""
-        zone = self.check_free(pfn, order)
+        zone, pfn, order = self.check_free(pfn, order)
         if order == 0:
             self.free_order0_run(cpu, [pfn], lambda z: 0)
             return
@@ -641,7 +648,7 @@ class PageAllocator:
             cpu.sys(extra, extra_activity)
         cpu.sys(frees * self.pcp_op_ns, "free_hot_cold_page")
 
-    def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp, count: int) -> int:
+    def free_pages_bulk(self, zone: Zone, cpu: CPU, pcp: PerCpuPages, count: int) -> int:
         """Give ``count`` pages from the tail (coldest end) of a per-CPU list
         back to the buddy lists, always as NOT_ZEROED, under the zone lock
         (held now).  Returns the pages freed."""
@@ -650,7 +657,7 @@ class PageAllocator:
         self.drained(zone, cpu, hold, highest)
         return n
 
-    def drain_pcp(self, zone: Zone, pcp, count: int, drains: int = 1):
+    def drain_pcp(self, zone: Zone, pcp: PerCpuPages, count: int, drains: int = 1):
         """free_pages_bulk's list and buddy work ``drains`` times in a row:
         each gives ``count`` pages from the list's tail back to the buddy
         lists as NOT_ZEROED.  Yields each one's (zone lock hold, highest

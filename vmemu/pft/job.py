@@ -15,11 +15,10 @@ from dataclasses import dataclass, field, fields
 
 from ..kernel import sched
 from ..kernel.sched import NSEC_PER_SEC
-from .. import shortcuts
 from ..kernel import ledger
 from ..kernel.sched import NEVER
-from ..mm.fault import BZERO, FaultPath, MMStruct
-from ..mm.fault_batch import FaultBatch
+from ..mm.fault import FaultPath, MMStruct
+from .task import pft_exit, pft_thread
 
 
 class JobError(OSError):
@@ -91,54 +90,6 @@ def check_job(profile, nbytes: int, threads: int, rep: int, cachelines: int) -> 
         raise JobError(errno.ENOMEM, f"{pages} pages per repetition, but {profile.name} has {profile.total_pages}")
 
 
-def _thread(fault: FaultPath, cpu, mm: MMStruct, npages: int, failed: list, bzero: bool = False,
-            progress=None):
-    """One pft thread: every fault is a scheduler step.  With the host
-    shortcuts on (vmemu.shortcuts), while this thread is the one the
-    scheduler would resume next anyway (Timeline.solo_bound) it goes on
-    without the round-trip: FaultBatch runs the faults a series applies
-    to, and the next step's fault follows directly, with the horizon the
-    scheduler would have set."""
-    timeline = mm.page_table_lock.timeline
-    # -z: the thread bzero()s the page it just faulted, in user space
-    # (a run of store misses to local memory: the page's own cost, taken the same for every page)
-    memsys = fault.memsys
-    bzero_ns = memsys.store_run_ns(cpu.node, cpu.node, memsys.lines_per_page) if bzero else 0
-    batch = FaultBatch(fault, bzero_ns) if shortcuts.enabled() else None
-    i = 0
-    while i < npages:
-        if fault.do_anonymous_page(cpu, mm) is None:
-            failed.append(cpu.id)
-            break
-        if bzero_ns:
-            cpu.user(bzero_ns, BZERO)
-        begun = i
-        i += 1
-        # solo_bound is at most the scheduler's bound: threads that
-        # interleave at every fault go back to it without asking
-        bound = timeline.solo_bound() if batch is not None and cpu.time < timeline.solo_until else 0
-        if i < npages and cpu.time < bound:
-            i += batch.run(cpu, mm, npages - i)
-            bound = timeline.solo_bound()
-        if progress is not None:
-            # one tick of 0x1000 per fault index that is a multiple of 0x1000
-            for _ in range(((i - 1) >> 12) - ((begun - 1) >> 12)):
-                progress.tick(0x1000)
-        if cpu.time < bound:
-            timeline.horizon = cpu.time       # the next step starts now, as run() would start it
-        else:
-            yield
-    fault.settle()                            # the real memory of the faults, before the thread ends
-
-
-def _exit(fault: FaultPath, cpu, mm: MMStruct, chunk: int = 256):
-    """Task exit in steps of ``chunk`` pages, so daemons woken by the frees
-    run concurrently in virtual time."""
-    while mm.pages:
-        fault.exit_mmap(cpu, mm, chunk)
-        yield
-
-
 def run_job(machine, nbytes: int, threads: int = 1, rep: int = 1, cachelines: int = 1,
             bzero: bool = False, progress=None, sampler=None) -> JobResult:
     """Run a pft job on ``machine`` in virtual time and return its row,
@@ -186,7 +137,7 @@ def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bz
     machine.claim_cpus(cpus, mm)
     mm.nodes_run.update(cpu.node for cpu in cpus)
     failed: list[int] = []
-    threads_of_task = [(cpu, _thread(fault, cpu, mm, n, failed, bzero, progress))
+    threads_of_task = [(cpu, pft_thread(fault, cpu, mm, n, failed, bzero, progress))
                        for cpu, n in zip(cpus, per_thread)]
     leader = cpus[0]
     try:
@@ -195,7 +146,7 @@ def _repetition(machine, fault: FaultPath, cpus: list, per_thread: list[int], bz
         machine.release_cpus(cpus[1:], end)
         leader.time = max(leader.time, end)
         exiting = leader.system_ns - leader.kthread_ns
-        sched.run([(leader, _exit(fault, leader, mm))], machine.timeline, machine.events)
+        sched.run([(leader, pft_exit(fault, leader, mm))], machine.timeline, machine.events)
         exit_ns = leader.system_ns - leader.kthread_ns - exiting
     finally:
         machine.release_cpus(cpus, leader.time)

@@ -49,7 +49,7 @@ class BteEngine:
         self.node = node
         self.index = index
         self.rng = random.Random(f"{seed}:bte:{node}:{index}")
-        self.current = None          # (scrubd, zone, pfn, order) while a transfer is in flight
+        self.current: tuple | None = None     # (scrubd, zone, pfn, order) while a transfer is in flight
         self.hung = False
         # injection, writable at run time
         self.error_percent = 0
@@ -89,6 +89,7 @@ class BteEngine:
         self.start_transfer(t)
 
     def start_transfer(self, t: int) -> None:
+        assert self.current is not None
         scrubd, zone, pfn, order = self.current
         self.transfers += 1
         p = self.m.profile.bte
@@ -104,6 +105,7 @@ class BteEngine:
         self.m.events.schedule(end, self.complete, BTE_SUCCESS if fault is None else self.error_code)
 
     def complete(self, t: int, result: int) -> None:
+        assert self.current is not None
         scrubd, zone, pfn, order = self.current
         self.current = None
         if result == BTE_SUCCESS:

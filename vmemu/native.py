@@ -1,0 +1,116 @@
+"""The model's hot modules compiled by mypyc: the same source, run as C.
+
+The install (``pip install -e .``, setup.py) compiles MODULES with mypyc
+when it can: the scheduler and its calendars, the allocator, the fault
+path, the memory system.  Nothing is written twice: the compiled module is
+the Python module, with its annotations enforced and its classes laid out
+as C structs, and the two compute the same bytes (tests/test_native.py
+runs jobs both ways); docs/performance.md measures the difference.
+
+The build records each source's hash in MANIFEST.  The compiled modules
+are used only when every one of them was compiled from the sources
+present; otherwise (a source edited since, a build that failed, no
+compiler) or with ``VMEMU_NATIVE=0`` in the environment every one of them
+runs as Python.  ``vmemu --version`` says which.
+
+This file is read by setup.py on its own: it imports nothing of vmemu.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.util
+import json
+import os
+import sys
+
+# compiled together: calls between them are C calls (paths from the repository root)
+MODULES = (
+    "vmemu/kernel/sched.py",
+    "vmemu/arch/memsys.py",
+    "vmemu/mm/mmzone.py",
+    "vmemu/mm/page_alloc.py",
+    "vmemu/mm/deferred.py",
+    "vmemu/mm/fault.py",
+    "vmemu/mm/fault_batch.py",
+    "vmemu/mm/scrubd.py",
+    "vmemu/pft/task.py",
+)
+MANIFEST = "native.json"          # beside this file: {module: sha256 of the source compiled}
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def module_name(path: str) -> str:
+    return path[:-len(".py")].replace("/", ".")
+
+
+def source_hashes(root: str) -> dict[str, str]:
+    """sha256 of each of MODULES' sources under ``root`` (the repository root)."""
+    out = {}
+    for path in MODULES:
+        with open(os.path.join(root, path), "rb") as f:
+            out[module_name(path)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def write_manifest(root: str, package_dir: str) -> None:
+    """After a successful build: the hashes of what was compiled."""
+    with open(os.path.join(package_dir, MANIFEST), "w") as f:
+        json.dump(source_hashes(root), f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def _why_not() -> str | None:
+    """None when the compiled modules may be used, else why not."""
+    if os.environ.get("VMEMU_NATIVE", "1").strip() in ("0", "no", "off"):
+        return "VMEMU_NATIVE=0"
+    try:
+        with open(os.path.join(_PACKAGE, MANIFEST)) as f:
+            built = json.load(f)
+    except (OSError, ValueError):
+        return "not compiled"
+    if built != source_hashes(os.path.dirname(_PACKAGE)):
+        return "compiled from other sources: pip install -e . compiles them again"
+    return None
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Loads vmemu's modules from their .py files, except the compiled ones
+    allowed: a compiled file beside a source is used only when the build
+    recorded it (a module dropped from MODULES may leave one behind)."""
+
+    def __init__(self, compiled: set[str]):
+        self.compiled = compiled
+
+    def find_spec(self, name, path=None, target=None):
+        if not name.startswith("vmemu.") or name in self.compiled:
+            return None
+        source = os.path.join(os.path.dirname(_PACKAGE), *name.split(".")) + ".py"
+        if not os.path.isfile(source):
+            return None                       # a package, or no such module: the usual finders
+        return importlib.util.spec_from_file_location(name, source)
+
+
+_reason: str | None = None
+
+
+def install() -> None:
+    """At vmemu's import: MODULES run compiled only when every compiled one
+    matches its source (all or none: a compiled module expects the others'
+    C classes); every other module of vmemu runs from its source."""
+    global _reason
+    _reason = _why_not()
+    compiled = {module_name(p) for p in MODULES} if _reason is None else set()
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _SourceFinder)]
+    sys.meta_path.insert(0, _SourceFinder(compiled))
+
+
+def status() -> str:
+    """How the model runs: 'compiled (mypyc)' or 'Python (why)'."""
+    sched = sys.modules.get("vmemu.kernel.sched")
+    if sched is None:
+        import vmemu.kernel.sched as sched
+    if not (sched.__file__ or "").endswith(".py"):
+        return "compiled (mypyc)"
+    return f"Python ({_reason or 'not compiled'})"
