@@ -8,11 +8,13 @@ cd "$(dirname "$0")/.."
 VENV=${VMEMU_VENV:-.venv}
 
 . scripts/lib/packages.sh
-need_packages start.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "py:venv python3-venv"
+need_packages start.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "py:venv python3-venv" \
+  "gcc gcc libc6-dev" "py:headers python3-dev"     # the model compiled by mypyc at the install
 [ -e /dev/fuse ] || { echo "start.sh: /dev/fuse is missing (container? run with --device /dev/fuse)" >&2; exit 1; }
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q -e '.[top]' >/dev/null      # top: rich, for vmemu top
+"$VENV/bin/vmemu" --version | tail -n 1                 # model: compiled (mypyc), or Python and why
 
 M=./mountpoint
 if "$VENV/bin/vmemu" status "$M" >/dev/null 2>&1; then

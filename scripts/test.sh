@@ -8,7 +8,7 @@ VENV=${VMEMU_VENV:-.venv}
 
 . scripts/lib/packages.sh
 need_packages test.sh "fusermount3 fuse3" "lib:libfuse3 libfuse3-3" "sysctl procps" \
-  "unshare util-linux" "gcc gcc libc6-dev" "py:venv python3-venv" \
+  "unshare util-linux" "gcc gcc libc6-dev" "py:venv python3-venv" "py:headers python3-dev" \
   "numactl numactl" "mpstat sysstat"     # tests/test_tools.py: the tools inside vmemu shell
 # Optional: tests/test_exporter_formats.py runs the real node_exporter when it is
 # installed (a few seconds with apt) and skips that one test otherwise.

@@ -10,13 +10,17 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from bisect import bisect_right
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import cli
 from make_golden import CASES, GOLDEN
 
 from vmemu import native
+from vmemu.kernel.sched import after
 
 PYTHON = {"VMEMU_NATIVE": "0"}
 
@@ -113,3 +117,10 @@ def test_the_compiled_modules_type_check():
     out, err, status = mypy.run(["--check-untyped-defs", "--config-file", os.path.join(root, "pyproject.toml"),
                                  *(os.path.join(root, p) for p in native.MODULES)])
     assert status == 0, out + err
+
+
+@given(st.lists(st.integers(-5, 40), max_size=40).map(sorted), st.integers(-10, 50), st.integers(0, 45))
+def test_a_calendars_search_is_bisect_right(times, t, lo):
+    """sched.after, the loop that runs compiled (as Python it is bisect_right itself)."""
+    lo = min(lo, len(times))
+    assert after(times, t, lo) == bisect_right(times, t, lo)

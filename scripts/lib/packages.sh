@@ -1,12 +1,15 @@
 # Sourced by scripts/start.sh and scripts/test.sh: install missing Debian packages.
 #   need_packages WHO CHECK-PACKAGE-PAIRS...  e.g. need_packages test.sh "fusermount3 fuse3"
 # Each pair is "COMMAND PACKAGE...": the packages are installed when COMMAND is missing.
-# Library checks use the pseudo-commands lib:NAME (ldconfig) and py:venv.
+# Library checks use the pseudo-commands lib:NAME (ldconfig), py:venv and py:headers
+# (Python.h, for the mypyc build of the model).
 
 have() {
   case "$1" in
     lib:*) ldconfig -p 2>/dev/null | grep -q "${1#lib:}\.so" ;;
     py:venv) python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
+    py:headers) python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
+                  >/dev/null 2>&1 ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

@@ -16,14 +16,34 @@ times, byte for byte.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
 from bisect import bisect_right
+from collections import defaultdict
 from typing import Any, Callable, Final, Generator, Iterable
 
 NSEC_PER_SEC: Final = 1_000_000_000
 USER_HZ: Final = 100
 # later than any event: the largest int mypyc keeps unboxed (vmemu/native.py), so comparing with it stays cheap
 NEVER: Final = (1 << 62) - 1
+
+
+def after(times: list[int], t: int, lo: int = 0) -> int:
+    """bisect_right(times, t, lo): the index of the first entry after t in
+    a time-ordered calendar (a lock's calendar is searched several times a
+    fault).  Compiled by mypyc (vmemu/native.py), this loop of unboxed
+    compares beats calling bisect on boxed ints; as Python, bisect's own
+    C loop is faster, and is what runs."""
+    hi = len(times)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if t < times[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+if __file__.endswith(".py"):
+    after = bisect_right  # type: ignore[assignment]  # noqa: F811 - the same function, in C
 
 
 class CPU:
@@ -182,7 +202,7 @@ class SpinLock:
     def _prune(self, t: int) -> None:
         """Forget the holds over before the horizon; the next prune waits
         until the calendar has doubled again (at least PRUNE_ABOVE)."""
-        k = bisect_right(self._ends, self.timeline.prune_before(t))
+        k = after(self._ends, self.timeline.prune_before(t))
         if k:
             del self._starts[:k], self._ends[:k]
         self._prune_at = max(self.PRUNE_ABOVE, 2 * len(self._ends))
@@ -201,7 +221,7 @@ class SpinLock:
         if takes and takes[-1] <= t:              # the usual case: the latest take is the owner
             owner = self._takers[-1]
         else:
-            i = bisect_right(takes, t)
+            i = after(takes, t)
             owner = self._takers[i - 1] if i else None
         move = 0
         if owner is not cpu and owner is not None and self.bounce_ns is not None:
@@ -237,7 +257,7 @@ class SpinLock:
         """The first gap of ``span`` ns at or after t between booked holds:
         (its index in the calendar, its start)."""
         starts, ends = self._starts, self._ends
-        i = bisect_right(ends, t)
+        i = after(ends, t)
         begin, n = t, len(starts)
         while i < n and starts[i] < begin + span:
             if ends[i] > begin:
@@ -260,11 +280,11 @@ class SpinLock:
             takes.append(t)
             self._takers.append(cpu)
         else:
-            i = bisect_right(takes, t)
+            i = after(takes, t)
             takes.insert(i, t)
             self._takers.insert(i, cpu)
         if len(takes) > self.PRUNE_ABOVE + 2 * len(self.users):
-            keep = min(bisect_right(takes, self.timeline.prune_before(t)), len(takes) - len(self.users))
+            keep = min(after(takes, self.timeline.prune_before(t)), len(takes) - len(self.users))
             if keep > len(self.users):
                 del takes[:keep - len(self.users)], self._takers[:keep - len(self.users)]
 
