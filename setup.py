@@ -17,7 +17,7 @@ _spec.loader.exec_module(native)
 
 class BuildNative(build_ext):
     """build_ext whose failure is a warning, and whose success is recorded
-    (vmemu/native.json): the compiled modules are then used."""
+    (vmemu/native.sha256): the compiled modules are then used."""
 
     def run(self):
         manifest = os.path.join(self._package_dir(), native.MANIFEST)

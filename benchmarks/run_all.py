@@ -483,8 +483,9 @@ def machine_info() -> str:
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from vmemu import native
     return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; model {native.status()}")
 
 
 SECTIONS = {"fault": fault_path, "zero": zeroing, "control": control_plane, "scale": scale, "growth": growth,

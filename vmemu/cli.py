@@ -257,7 +257,7 @@ def spawn_daemon(args) -> int:
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     up = lambda: proc.poll() is not None or mounts.mount_state(mp) == mounts.MOUNTED
-    if not wait_for(up, MOUNT_TIMEOUT_S):
+    if not wait_for(up, MOUNT_TIMEOUT_S, step=0.01):     # the mount returns as soon as it is up
         proc.kill()
         raise CommandError(f"{mp}: mount did not come up in {MOUNT_TIMEOUT_S} s; see {log_path}")
     if proc.poll() is not None:

@@ -19,9 +19,7 @@ This file is read by setup.py on its own: it imports nothing of vmemu.
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
-import importlib.util
-import json
+import importlib.machinery
 import os
 import sys
 
@@ -37,7 +35,7 @@ MODULES = (
     "vmemu/mm/scrubd.py",
     "vmemu/pft/task.py",
 )
-MANIFEST = "native.json"          # beside this file: {module: sha256 of the source compiled}
+MANIFEST = "native.sha256"        # beside this file: "sha256  module" lines, of the sources compiled
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -57,8 +55,7 @@ def source_hashes(root: str) -> dict[str, str]:
 def write_manifest(root: str, package_dir: str) -> None:
     """After a successful build: the hashes of what was compiled."""
     with open(os.path.join(package_dir, MANIFEST), "w") as f:
-        json.dump(source_hashes(root), f, indent=1, sort_keys=True)
-        f.write("\n")
+        f.writelines(f"{digest}  {name}\n" for name, digest in sorted(source_hashes(root).items()))
 
 
 def _why_not() -> str | None:
@@ -67,7 +64,7 @@ def _why_not() -> str | None:
         return "VMEMU_NATIVE=0"
     try:
         with open(os.path.join(_PACKAGE, MANIFEST)) as f:
-            built = json.load(f)
+            built = {name: digest for digest, name in (line.split() for line in f)}
     except (OSError, ValueError):
         return "not compiled"
     if built != source_hashes(os.path.dirname(_PACKAGE)):
@@ -75,7 +72,7 @@ def _why_not() -> str | None:
     return None
 
 
-class _SourceFinder(importlib.abc.MetaPathFinder):
+class _SourceFinder:
     """Loads vmemu's modules from their .py files, except the compiled ones
     allowed: a compiled file beside a source is used only when the build
     recorded it (a module dropped from MODULES may leave one behind)."""
@@ -89,7 +86,9 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         source = os.path.join(os.path.dirname(_PACKAGE), *name.split(".")) + ".py"
         if not os.path.isfile(source):
             return None                       # a package, or no such module: the usual finders
-        return importlib.util.spec_from_file_location(name, source)
+        spec = importlib.machinery.ModuleSpec(name, importlib.machinery.SourceFileLoader(name, source), origin=source)
+        spec.has_location = True              # __file__ is the source
+        return spec
 
 
 _reason: str | None = None

@@ -24,7 +24,7 @@ and written, never read): then a page costs its bytes at the bandwidth.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class MemorySystem:
@@ -47,7 +47,10 @@ class MemorySystem:
         self.clear_streams = bool(memory.get("clear_streams", False))
         local = memory["latency_ns"]
         # latency[a][b]: a line of node b's memory reaching a CPU of node a
-        self.latency = [[local * d // 10 for d in row] for row in distance]
+        # (every matrix here holds one object per distinct value, Any so that
+        # mypyc does not box each entry anew: altix-512 has 256 nodes)
+        latency: dict[int, Any] = {d: local * d // 10 for row in distance for d in row}
+        self.latency = [[latency[d] for d in row] for row in distance]
         # transfer[a][b]: a written line moving from a CPU of node a to one of node b,
         # uncontended (per distance: one node, one link, a router); shared_transfer: contended
         contended = {10: memory["transfer_ns"], 20: memory["transfer_remote_ns"]}
@@ -61,11 +64,18 @@ class MemorySystem:
         self.where: dict[int, int] = {}       # pfn -> packed entry (the class comment)
         self._prune_above = 4 * self.groups * max(1, llc_lines // self.lines_per_page) + 4096
         # host side: the costs above are pure functions of the facts, asked
-        # every fault; computed once (per node pair, per run length)
-        nodes = range(len(distance))
-        self._line_ns = [[self._per_line(a, b) for b in nodes] for a in nodes]
+        # every fault; computed once (per node pair, per run length), and a
+        # node pair's depend only on its distance and whether it is one node
         self._runs: dict[tuple[int, int, int], int] = {}
-        self._clear_rate = [[self.page_traffic() / max(1, self.clear_page_ns(a, b)) for b in nodes] for a in nodes]
+        pairs: dict[tuple[int, bool], tuple[int, int]] = {}     # (distance, same node) -> a pair with them
+        for a, row in enumerate(distance):
+            for b, d in enumerate(row):
+                pairs.setdefault((d, a == b), (a, b))
+        per_line: dict[tuple[int, bool], Any] = {key: self._per_line(a, b) for key, (a, b) in pairs.items()}
+        self._line_ns = [[per_line[d, a == b] for b, d in enumerate(row)] for a, row in enumerate(distance)]
+        rate: dict[tuple[int, bool], Any] = {key: self.page_traffic() / max(1, self.clear_page_ns(a, b))
+                                             for key, (a, b) in pairs.items()}
+        self._clear_rate = [[rate[d, a == b] for b, d in enumerate(row)] for a, row in enumerate(distance)]
 
     # -- costs -----------------------------------------------------------------
 

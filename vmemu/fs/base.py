@@ -32,6 +32,7 @@ class Handle:
 class Dir:
     is_dir = True
     is_link = False
+    __slots__ = ("mode",)      # altix-512's tree has thousands
 
     def __init__(self, mode: int = 0o555):
         self.mode = mode
@@ -45,6 +46,7 @@ class File:
 
     is_dir = False
     is_link = False
+    __slots__ = ("render", "mode", "size", "model", "path")
 
     def __init__(self, render, mode: int = 0o444, size: int = PROCFS_SIZE, model: bool = True):
         self.render = render
@@ -99,10 +101,15 @@ class SysfsAttr(File):
     control (0644) whose writes are parsed by ``parse`` and applied by
     ``store(value)`` under the model lock."""
 
+    __slots__ = ("parse", "store")
+
     def __init__(self, show, parse=None, store=None):
-        super().__init__(lambda: text(show()), mode=0o644 if store else 0o444, size=SYSFS_SIZE)
+        super().__init__(show, mode=0o644 if store else 0o444, size=SYSFS_SIZE)
         self.parse = parse
         self.store = store
+
+    def generate(self) -> bytes:
+        return text(self.render()).encode()
 
     def write(self, kernel, h, data: bytes, offset: int) -> int:
         if self.store is None:
@@ -116,3 +123,19 @@ class SysfsAttr(File):
         value = self.parse(data.split(b"\0", 1)[0])
         kernel.call(self.store, value)
         return len(data)
+
+
+class ConstAttr(SysfsAttr):
+    """A read-only sysfs attribute whose text never changes (a CPU's
+    topology, its caches): kept as bytes, rendered without the model lock."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        # the attributes File and SysfsAttr set, written out: altix-512 has 20,000 of these
+        self.render, self.mode, self.size, self.model, self.path = None, 0o444, SYSFS_SIZE, False, ""
+        self.parse = self.store = None
+        self.value = value.encode()
+
+    def generate(self) -> bytes:
+        return self.value

@@ -275,9 +275,13 @@ def build_tree(kernel) -> dict:
     # debugfs is 0700 in the kernel; everything else 0555.
     tree: dict = {"": Dir(), "sys/kernel/mm/prezero": Dir(), "sys/kernel/debug": Dir(0o700)}
     for path in ["sys/kernel/mm/prezero", *files]:
+        if path.rpartition("/")[0] in tree:
+            continue                          # its parent is there, and so are the parent's
         parts = path.split("/")
-        for i in range(1, len(parts)):
-            tree.setdefault("/".join(parts[:i]), Dir())
+        for i in range(1, len(parts)):        # top-down: a directory after its parents
+            parent = "/".join(parts[:i])
+            if parent not in tree:
+                tree[parent] = Dir()
     for path, f in files.items():
         f.path = path
         tree[path] = f

@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 
 from ..mm.vmstat import NUMA_EVENTS, VMSTAT_NUMA
-from .base import Link, SysfsAttr, kb
+from .base import ConstAttr, Link, SysfsAttr, kb
 from .prezero import parse_bool
 
 CPU = "sys/devices/system/cpu"
@@ -53,19 +53,11 @@ def cpumap(ids, nbits: int) -> str:
     """The kernel's %*pb: nbits as hex in 32-bit groups joined by ',', most
     significant first; every group 8 digits but the first, which has just
     the digits its bits need (nr_cpu_ids 8, {2,3} -> "0c")."""
-    value = sum(1 << i for i in set(ids))
-    groups = []
-    for low in range(0, nbits, 32):
-        bits = min(32, nbits - low)
-        groups.append(f"{(value >> low) & ((1 << bits) - 1):0{(bits + 3) // 4}x}")
-    return ",".join(reversed(groups)) + "\n"
-
-
-def static(text: str) -> SysfsAttr:
-    """A read-only sysfs attribute whose text never changes (no model lock)."""
-    attr = SysfsAttr(lambda: text)
-    attr.model = False
-    return attr
+    value = sum(1 << i for i in set(ids)) & ((1 << nbits) - 1)
+    low_groups = (nbits - 1) // 32            # the whole 32-bit groups below the first
+    digits = f"{value:0{(nbits - 32 * low_groups + 3) // 4 + 8 * low_groups}x}"
+    first = len(digits) - 8 * low_groups
+    return ",".join([digits[:first], *(digits[i:i + 8] for i in range(first, len(digits), 8))]) + "\n"
 
 
 # -- cpu/ -----------------------------------------------------------------------------
@@ -73,17 +65,17 @@ def static(text: str) -> SysfsAttr:
 def cpu_files(m) -> dict:
     nr = len(m.cpus)
     every = cpulist(range(nr))
-    files = {f"{CPU}/{name}": static(every) for name in ("possible", "present", "online")}
-    files[f"{CPU}/offline"] = static("\n")
-    files[f"{CPU}/kernel_max"] = static(f"{m.profile.cpu['nr_cpus_config'] - 1}\n")
+    files = {f"{CPU}/{name}": ConstAttr(every) for name in ("possible", "present", "online")}
+    files[f"{CPU}/offline"] = ConstAttr("\n")
+    files[f"{CPU}/kernel_max"] = ConstAttr(f"{m.profile.cpu['nr_cpus_config'] - 1}\n")
     leaves = cache_leaves(m)
     for c in m.cpus:
         d = f"{CPU}/cpu{c.id}"
         if c.id:
             files[f"{d}/online"] = cpu_online_file()
-        files.update({f"{d}/topology/{k}": static(v) for k, v in topology(m, c.id).items()})
+        files.update({f"{d}/topology/{k}": ConstAttr(v) for k, v in topology(m, c.id).items()})
         for i, leaf in enumerate(leaves):
-            files.update({f"{d}/cache/index{i}/{k}": static(v) for k, v in leaf(c.id).items()})
+            files.update({f"{d}/cache/index{i}/{k}": ConstAttr(v) for k, v in leaf(c.id).items()})
         files[f"{d}/node{c.node}"] = Link(f"../../node/node{c.node}")
     return files
 
@@ -137,15 +129,15 @@ def node_files(m) -> dict:
     nodes = cpulist(n.id for n in m.nodes)
     with_cpus = cpulist(n.id for n in m.nodes if n.cpus)
     with_memory = cpulist(n.id for n in m.nodes if any(z.present_pages for z in n.zones))
-    files = {f"{NODE}/{name}": static(nodes) for name in ("possible", "online")}
-    files[f"{NODE}/has_cpu"] = static(with_cpus)
+    files = {f"{NODE}/{name}": ConstAttr(nodes) for name in ("possible", "online")}
+    files[f"{NODE}/has_cpu"] = ConstAttr(with_cpus)
     # ZONE_DMA counts as normal memory (N_NORMAL_MEMORY: zones up to ZONE_NORMAL)
-    files.update({f"{NODE}/{name}": static(with_memory) for name in ("has_memory", "has_normal_memory")})
+    files.update({f"{NODE}/{name}": ConstAttr(with_memory) for name in ("has_memory", "has_normal_memory")})
     for node in m.nodes:
         d = f"{NODE}/node{node.id}"
-        files[f"{d}/cpumap"] = static(cpumap(node.cpus, len(m.cpus)))
-        files[f"{d}/cpulist"] = static(cpulist(node.cpus))
-        files[f"{d}/distance"] = static(" ".join(map(str, m.distance[node.id])) + "\n")
+        files[f"{d}/cpumap"] = ConstAttr(cpumap(node.cpus, len(m.cpus)))
+        files[f"{d}/cpulist"] = ConstAttr(cpulist(node.cpus))
+        files[f"{d}/distance"] = ConstAttr(" ".join(map(str, m.distance[node.id])) + "\n")
         files[f"{d}/meminfo"] = SysfsAttr(lambda node=node: node_meminfo(m, node))
         files[f"{d}/numastat"] = SysfsAttr(lambda node=node: numastat(node))
         files[f"{d}/vmstat"] = SysfsAttr(lambda node=node: node_vmstat(node))
