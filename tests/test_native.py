@@ -82,9 +82,9 @@ def test_a_compiled_module_never_runs_against_an_edited_source(tmp_path):
     """A copy of the package whose compiled files are older than one source:
     every model module loads from its .py (all or none), and --version says
     why; a compiled file the build did not record never loads."""
-    if native.status() != "compiled (mypyc)":
-        pytest.fail(f"needs the compiled model: {native.status()}")
     root = os.path.dirname(os.path.dirname(native.__file__))
+    if not os.path.exists(os.path.join(root, "vmemu", native.MANIFEST)):    # VMEMU_NATIVE=0 here is fine
+        pytest.fail("needs the compiled model: pip install -e . with a C compiler")
     copy = tmp_path / "root"
     shutil.copytree(os.path.join(root, "vmemu"), copy / "vmemu", ignore=shutil.ignore_patterns("__pycache__"))
     for name in os.listdir(root):
