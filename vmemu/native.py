@@ -1,8 +1,9 @@
 """The model's hot modules compiled by mypyc: the same source, run as C.
 
 The install (``pip install -e .``, setup.py) compiles MODULES with mypyc
-when it can: the scheduler and its calendars, the allocator, the fault
-path, the memory system.  Nothing is written twice: the compiled module is
+when it can: the scheduler and its calendars, the memory system, zones
+and the allocator, the fault path and its series, kscrubd, pft's threads.
+Nothing is written twice: the compiled module is
 the Python module, with its annotations enforced and its classes laid out
 as C structs, and the two compute the same bytes (tests/test_native.py
 runs jobs both ways); docs/performance.md measures the difference.
