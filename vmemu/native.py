@@ -68,8 +68,12 @@ def _why_not() -> str | None:
             built = {name: digest for digest, name in (line.split() for line in f)}
     except (OSError, ValueError):
         return "not compiled"
-    if built != source_hashes(os.path.dirname(_PACKAGE)):
+    root = os.path.dirname(_PACKAGE)
+    if built != source_hashes(root):
         return "compiled from other sources: pip install -e . compiles them again"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]       # this Python's
+    if not all(os.path.exists(os.path.join(root, path[:-len(".py")] + suffix)) for path in MODULES):
+        return "not compiled for this Python, or a compiled module is missing: pip install -e . compiles them"
     return None
 
 
