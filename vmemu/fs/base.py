@@ -125,6 +125,9 @@ class SysfsAttr(File):
         return len(data)
 
 
+_CONSTANTS: dict[str, bytes] = {}
+
+
 class ConstAttr(SysfsAttr):
     """A read-only sysfs attribute whose text never changes (a CPU's
     topology, its caches): kept as bytes, rendered without the model lock."""
@@ -135,7 +138,7 @@ class ConstAttr(SysfsAttr):
         # the attributes File and SysfsAttr set, written out: altix-512 has 20,000 of these
         self.render, self.mode, self.size, self.model, self.path = None, 0o444, SYSFS_SIZE, False, ""
         self.parse = self.store = None
-        self.value = value.encode()
+        self.value = _CONSTANTS.setdefault(value, value.encode())     # "0\n", "64\n": one object each
 
     def generate(self) -> bytes:
         return self.value

@@ -99,8 +99,7 @@ class VmemuOps(fuse.Operations):
         t = self.mtime_ns
         attrs = dict(st_uid=0, st_gid=0, st_atime=t, st_mtime=t, st_ctime=t)
         if f.is_dir:
-            subdirs = sum(1 for name in self.dirs[path.strip("/")]
-                          if self.tree[(path.strip("/") + "/" + name).lstrip("/")].is_dir)
+            subdirs = sum(1 for entry in self.dirs[path.strip("/")] if self.tree[entry].is_dir)
             attrs.update(st_mode=st.S_IFDIR | f.mode, st_nlink=2 + subdirs, st_size=0)
         elif f.is_link:
             attrs.update(st_mode=st.S_IFLNK | f.mode, st_nlink=1, st_size=len(f.target))
@@ -119,7 +118,7 @@ class VmemuOps(fuse.Operations):
         if not f.is_dir:
             raise OSError(errno.ENOTDIR, path)
         # '.' and '..' first: procps sysctl -a skips the first two entries blindly.
-        return [".", "..", *self.dirs[path.strip("/")]]
+        return [".", "..", *(entry.rpartition("/")[2] for entry in self.dirs[path.strip("/")])]
 
     def open(self, path, flags):
         f = self.lookup(path)
