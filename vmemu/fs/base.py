@@ -135,8 +135,7 @@ class ConstAttr(SysfsAttr):
     __slots__ = ("value",)
 
     def __init__(self, value: str):
-        # the attributes File and SysfsAttr set, written out: altix-512 has 20,000 of these
-        self.render, self.mode, self.size, self.model, self.path = None, 0o444, SYSFS_SIZE, False, ""
+        File.__init__(self, None, size=SYSFS_SIZE, model=False)    # a read-only SysfsAttr with no show()
         self.parse = self.store = None
         self.value = _CONSTANTS.setdefault(value, value.encode())     # "0\n", "64\n": one object each
 

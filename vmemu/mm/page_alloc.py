@@ -248,15 +248,15 @@ class PageAllocator:
         got = self.alloc_pages_how(cpu, order, gfp)
         return None if got is None else got[0]
 
-    def alloc_pages_how(self, cpu: CPU, order: object, gfp: int, later: DeferredMemory | None = None) -> tuple[int, int] | None:
+    def alloc_pages_how(self, cpu: CPU, order: object, gfp: int,
+                        later: DeferredMemory | None = None) -> tuple[int, int] | None:
         """__alloc_pages: returns (pfn, ALLOC_*) or None.
 
         Two passes over the zonelist, as 2.6.10 does before it would reclaim:
         first above each zone's pages_low, then above pages_min.  There is no
         reclaim to fall back on, so what fails both passes is out of memory.
         ``later``: see prep_zero_page."""
-        if type(order) is not int or not 0 <= order < self.max_order:
-            order = self.check_order(order)
+        order = self.check_order(order)
         if self.fail_page_alloc is not None and self.fail_page_alloc.should_fail(order, gfp):
             self.cpu_stat[cpu.id]["prezero_alloc_injected_fail"] += 1
             return None
